@@ -1,0 +1,294 @@
+"""Checkpoint directories: JSON and safetensors only, every write atomic, never a pickle.
+
+A run directory (`--out`) is itself a checkpoint of the best model, so `--model RUN`
+works, and keeps the resume state of the latest step beside it:
+
+    RUN/
+      config.json            model, tokenizer and training config, format version
+      tokenizer.json         HF tokenizers JSON
+      model.safetensors      weights of the best model so far (by validation loss)
+      best.json              step and validation loss of those weights
+      metrics.jsonl          one JSON object per log line / evaluation
+      checkpoints/last/      full resume state of the latest save
+      checkpoints/step-N/    the latest `keep_last` step saves
+    each checkpoint folder: config.json, tokenizer.json, model.safetensors,
+      optimizer.safetensors (optimizer moments, carried LSTM state), trainer_state.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lstmtext.config import RunConfig
+from lstmtext.errors import CheckpointError, OutputLocked
+from lstmtext.model import Classifier, LanguageModel, build_model
+from lstmtext.tokenizer import TextTokenizer
+
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+WEIGHTS = "model.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+TRAINER_STATE = "trainer_state.json"
+BEST = "best.json"
+METRICS = "metrics.jsonl"
+LOCK = ".lock"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+
+
+def weights_state(model: nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """state_dict without the second name of tied tensors (safetensors refuses shared storage)."""
+    seen: set[int] = set()
+    state: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        key = tensor.data_ptr()
+        if key in seen:
+            continue
+        seen.add(key)
+        state[name] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+    return state
+
+
+def save_weights(model: nn.Module, path: Path, dtype: torch.dtype | None = None) -> None:
+    atomic_write_bytes(path, _tensor_bytes(weights_state(model, dtype), {"format": "pt"}))
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load safetensors weights into `model`, casting to its dtype, on any device."""
+    try:
+        state = load_file(path, device="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a valid safetensors file (truncated or corrupt?): {error}") from None
+    expected = model.state_dict()
+    tied = {name for name in expected if name not in state and name == "head.weight"}
+    missing = set(expected) - set(state) - tied
+    unexpected = set(state) - set(expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match the model in config.json "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, config.json implies {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(state, strict=False)
+
+
+@dataclass
+class Checkpoint:
+    config: RunConfig
+    tokenizer: TextTokenizer
+    model: LanguageModel | Classifier
+    path: Path
+
+
+def read_config(directory: Path) -> RunConfig:
+    path = directory / CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG} is missing") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"cannot read {path}: {error}") from None
+    return RunConfig.from_json(text)
+
+
+def load_checkpoint(directory: Path | str, *, task: str | None = None, device: str = "cpu") -> Checkpoint:
+    """Read config, tokenizer and weights; check they agree. `task` = the head the caller needs."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CheckpointError(f"model directory {directory} does not exist")
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} is not a directory (a checkpoint is a folder with {CONFIG})")
+    config = read_config(directory)
+    if task is not None and config.model.task != task:
+        wanted = {"lm": "a language model", "classify": "a classifier"}
+        raise CheckpointError(
+            f"{directory} holds {wanted[config.model.task]}, but this command needs {wanted[task]}"
+        )
+    try:
+        tokenizer = TextTokenizer.load(directory / TOKENIZER)
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} is not a complete checkpoint: {TOKENIZER} is missing") from None
+    if tokenizer.vocab_size != config.model.vocab_size:
+        raise CheckpointError(
+            f"{directory}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
+            f"{config.model.vocab_size}"
+        )
+    model = build_model(config.model)
+    load_weights(model, directory / WEIGHTS)
+    model.to(device)
+    model.eval()
+    return Checkpoint(config=config, tokenizer=tokenizer, model=model, path=directory)
+
+
+def write_model_files(directory: Path, config: RunConfig, tokenizer: TextTokenizer, model: nn.Module) -> None:
+    """config.json, tokenizer.json and model.safetensors, each replaced atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / CONFIG, config.to_json())
+    atomic_write_text(directory / TOKENIZER, tokenizer.to_str())
+    save_weights(model, directory / WEIGHTS)
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Split an optimizer state_dict into flat tensors and JSON-able param groups."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            tensors[f"optimizer.{index}.{name}"] = tensor
+    return tensors, state["param_groups"]
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], param_groups: list[dict[str, Any]]
+) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        if not key.startswith("optimizer."):
+            continue
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = tensor
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+def write_resume_checkpoint(
+    directory: Path,
+    *,
+    config: RunConfig,
+    tokenizer: TextTokenizer,
+    model: nn.Module,
+    extra_tensors: dict[str, torch.Tensor],
+    trainer_state: dict[str, Any],
+) -> None:
+    """Write a complete checkpoint folder next to `directory`, then swap it in.
+
+    The old folder stays whole until the new one is complete, so a crash or a full disk
+    mid-write leaves the previous checkpoint intact.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        write_model_files(staging, config, tokenizer, model)
+        atomic_write_bytes(staging / OPTIMIZER, _tensor_bytes(extra_tensors))
+        atomic_write_text(staging / TRAINER_STATE, json.dumps(trainer_state, indent=1, sort_keys=True))
+        retired = None
+        if directory.exists():
+            retired = directory.with_name(f".{directory.name}.old")
+            if retired.exists():
+                shutil.rmtree(retired)
+            os.replace(directory, retired)
+        os.replace(staging, directory)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def read_resume_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Extra tensors and trainer state of a resume checkpoint (weights are loaded separately)."""
+    # A crash between the two renames of write_resume_checkpoint leaves only the retired copy.
+    retired = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and retired.exists():
+        directory = retired
+    try:
+        tensors = load_file(directory / OPTIMIZER, device="cpu")
+        state = json.loads((directory / TRAINER_STATE).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise CheckpointError(f"cannot resume: {error.filename} is missing") from None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot resume from {directory}: corrupt trainer state ({error})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"cannot resume from {directory}: {TRAINER_STATE} is not an object")
+    return tensors, state
+
+
+class OutputLock:
+    """A lock file in the run directory so two trainings never write into one."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOCK
+        self.held = False
+
+    def __enter__(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._stale():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path)
+                    continue
+                raise OutputLocked(
+                    f"{self.path.parent} is in use by another training (lock {self.path}); "
+                    "choose another --out or wait for it to finish"
+                ) from None
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            self.held = True
+            return self
+        raise OutputLocked(f"cannot take the lock {self.path}")
+
+    def _stale(self) -> bool:
+        try:
+            pid = int(self.path.read_text().strip() or "0")
+        except (OSError, ValueError):
+            return True
+        if pid <= 0 or pid == os.getpid():
+            return pid <= 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.held = False

@@ -1,0 +1,105 @@
+"""The `lstmtext` command: a thin typer layer over the library.
+
+`main()` maps every known error to one line on stderr and an exit code
+(0 ok, 1 error, 2 usage, 130/143 interrupted); `--debug` or LSTMTEXT_DEBUG=1 shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import typer
+import typer.main
+
+try:  # typer >= 0.22 ships its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer on real click
+    from click import ClickException
+
+from lstmtext import __version__
+from lstmtext.cli import commands
+from lstmtext.errors import LstmTextError
+
+app = typer.Typer(
+    name="lstmtext",
+    help="Train stacked-LSTM models on text, sample from them, classify sentiment.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lstmtext {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """Train stacked-LSTM models on text, sample from them, classify sentiment."""
+
+
+commands.register(app)
+
+
+def _error_line(message: str) -> None:
+    first = " ".join(str(message).split())  # one line, whatever the message held
+    sys.stderr.write(f"lstmtext: error: {first}\n")
+    sys.stderr.flush()
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run the CLI on `argv` and return the exit code instead of exiting."""
+    debug = "--debug" in argv or os.environ.get("LSTMTEXT_DEBUG", "") not in ("", "0")
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=list(argv), prog_name="lstmtext", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.Exit as done:
+        return done.exit_code
+    except ClickException as usage:
+        usage.show()
+        return usage.exit_code
+    except typer.Abort:
+        sys.stderr.write("lstmtext: interrupted\n")
+        return 130
+    except LstmTextError as error:
+        if debug:
+            traceback.print_exc()
+        _error_line(str(error))
+        return error.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("lstmtext: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except MemoryError:
+        _error_line("out of memory: try a smaller --batch-size, --seq-len or --hidden")
+        return 1
+    except OSError as error:
+        if debug:
+            traceback.print_exc()
+        _error_line(f"{error.strerror or error}: {error.filename}" if error.filename else str(error))
+        return 1
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        _error_line(f"internal error: {type(error).__name__}: {error} (run with --debug for details)")
+        return 1
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

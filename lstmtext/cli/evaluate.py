@@ -1,0 +1,31 @@
+"""`lstmtext evaluate`: metrics of a trained model on held-out data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lstmtext.language_model import evaluate_language_model
+
+
+def evaluate(
+    data: Annotated[list[str], typer.Argument(help="Held-out text files, a directory, a catalogue name or -.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory.")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Parallel streams.")] = 16,
+    seq_len: Annotated[int, typer.Option(min=1, help="Tokens per step.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Loss, perplexity, bits per token and bits per UTF-8 byte of a language model on DATA."""
+    metrics = evaluate_language_model(model, data, batch_size=batch_size, seq_len=seq_len, device=device)
+    if as_json:
+        typer.echo(json.dumps(metrics.__dict__))
+        return
+    typer.echo(
+        f"loss {metrics.loss:.4f} nats/token  perplexity {metrics.perplexity:.2f}  "
+        f"bits/token {metrics.bits_per_token:.4f}  bits/byte {metrics.bits_per_byte:.4f}  "
+        f"({metrics.tokens} tokens, {metrics.bytes} bytes)"
+    )

@@ -1,0 +1,55 @@
+"""`lstmtext info`: what a checkpoint holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lstmtext.checkpoint import BEST, load_checkpoint
+from lstmtext.model import count_parameters
+
+
+def info(
+    model: Annotated[Path, typer.Argument(help="Checkpoint directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Config, parameter count, vocabulary size and training summary of a checkpoint."""
+    checkpoint = load_checkpoint(model)
+    config = checkpoint.config
+    summary = {
+        "path": str(model),
+        "task": config.model.task,
+        "level": config.tokenizer.level,
+        "vocab_size": checkpoint.tokenizer.vocab_size,
+        "parameters": count_parameters(checkpoint.model),
+        "layers": config.model.num_layers,
+        "hidden_size": config.model.hidden_size,
+        "embedding_dim": config.model.embedding_dim,
+        "dropout": config.model.dropout,
+        "tie_weights": config.model.tie_weights,
+        "labels": list(config.labels),
+        "format_version": config.format_version,
+    }
+    best = model / BEST
+    if best.exists():
+        summary["best"] = json.loads(best.read_text(encoding="utf-8"))
+    metrics = model / "metrics.jsonl"
+    if metrics.exists():
+        records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if records:
+            summary["steps"] = records[-1].get("step")
+            summary["elapsed_minutes"] = round(records[-1].get("elapsed", 0.0) / 60, 2)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in summary.items():
+        if value in ([], None):
+            continue
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+    Console().print(table)

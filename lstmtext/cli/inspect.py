@@ -1,0 +1,246 @@
+"""`lstmtext inspect`: the gates of a trained model, token by token, for one text."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from lstmtext import inspect_render as render
+from lstmtext.checkpoint import load_checkpoint
+from lstmtext.corpus import read_text
+from lstmtext.errors import ConfigError
+from lstmtext.inspect import (
+    GateSaturation,
+    Inspection,
+    Prediction,
+    UnitMatch,
+    find_units,
+    gate_saturation,
+    inspect_text,
+    most_active_unit,
+    pattern_indicator,
+    position_index,
+    top_predictions,
+)
+
+SHOW = "What to show"
+EXPORT = "Export"
+
+
+class Quantity(str, Enum):
+    cell = "cell"
+    hidden = "hidden"
+    forget = "forget"
+    input = "input"
+    candidate = "candidate"
+    output = "output"
+
+
+def inspect(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory.", show_default=False)],
+    file: Annotated[
+        str | None, typer.Argument(help="Text file to inspect, or - for stdin.", show_default=False)
+    ] = None,
+    text: Annotated[
+        str | None, typer.Option("--text", "-t", help="Text to inspect (instead of FILE).")
+    ] = None,
+    layer: Annotated[
+        int, typer.Option(help="Layer, 0 = next to the embedding, -1 = the top.", rich_help_panel=SHOW)
+    ] = -1,
+    unit: Annotated[
+        int | None,
+        typer.Option(
+            help="Unit to colour the text by (default: the best --find match, else the most varying unit).",
+            rich_help_panel=SHOW,
+            show_default=False,
+        ),
+    ] = None,
+    quantity: Annotated[
+        Quantity, typer.Option(help="Which value of the unit.", rich_help_panel=SHOW)
+    ] = Quantity.cell,
+    position: Annotated[
+        int,
+        typer.Option(help="Token whose next-token predictions to list; -1 = the last.", rich_help_panel=SHOW),
+    ] = -1,
+    find: Annotated[
+        str | None,
+        typer.Option(
+            "--find",
+            help="Regex over the text: rank units by correlation with it.",
+            rich_help_panel=SHOW,
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[
+        int, typer.Option(min=1, help="How many predictions / found units to list.", rich_help_panel=SHOW)
+    ] = 5,
+    saturation: Annotated[
+        bool, typer.Option("--saturation", help="Gate saturation statistics per layer.", rich_help_panel=SHOW)
+    ] = False,
+    max_tokens: Annotated[
+        int, typer.Option(min=1, help="Inspect at most this many tokens of the text.", rich_help_panel=SHOW)
+    ] = 2000,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write a standalone HTML page (pick any unit).",
+            rich_help_panel=EXPORT,
+            show_default=False,
+        ),
+    ] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png",
+            help="Write a PNG: coloured text + units x tokens heatmap.",
+            rich_help_panel=EXPORT,
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object on stdout.", rich_help_panel=EXPORT)
+    ] = False,
+) -> None:
+    """Cell state, hidden state and gates of every token of a text, as the model computes them.
+
+    The text is coloured token by token by one unit (blue low, white middle, red high), as in
+    Karpathy, Johnson and Fei-Fei 2015, "Visualizing and Understanding Recurrent Networks".
+    """
+    if (text is None) == (file is None):
+        raise ConfigError(
+            "give the text to inspect either as FILE or with --text, not both"
+            if text
+            else "no text to inspect: give FILE (or - for stdin) or --text"
+        )
+    source = text if text is not None else read_text([file])  # type: ignore[list-item]
+    checkpoint = load_checkpoint(model)
+    inspection = inspect_text(checkpoint.model, checkpoint.tokenizer, source, max_tokens=max_tokens)
+    if inspection.total_tokens > len(inspection):
+        sys.stderr.write(f"lstmtext: note: inspecting the first {max_tokens} tokens only (--max-tokens)\n")
+
+    layer = inspection.layer_index(layer)
+    chosen_quantity = quantity.value
+    matches = find_units(inspection, find, top=top) if find is not None else []
+    if unit is None and matches:
+        layer, unit, chosen_quantity = matches[0].layer, matches[0].unit, matches[0].quantity
+    if unit is None:
+        unit = most_active_unit(inspection, layer, chosen_quantity)
+    selected = render.unit_series(inspection, layer, unit, chosen_quantity)
+    saturations = gate_saturation(inspection) if saturation else []
+    predictions = (
+        top_predictions(inspection, checkpoint.tokenizer, position, top)
+        if inspection.logits is not None
+        else []
+    )
+    at = position_index(inspection, position)
+    actual = inspection.pieces[at + 1] if at + 1 < len(inspection) else None
+
+    if html is not None or png is not None:
+        indicator = (
+            [render.indicator_series(pattern_indicator(inspection, find), find)] if find is not None else []
+        )
+        if html is not None:
+            found = render.match_series(inspection, matches)
+            series = found + render.layer_series(inspection, layer, chosen_quantity)
+            render.write_html(
+                html,
+                inspection,
+                series,
+                selected=0 if found else unit,
+                subtitle=f"model {model}, {len(inspection)} tokens",
+            )
+        if png is not None:
+            rows = (
+                render.match_series(inspection, matches)
+                if matches
+                else _busiest(inspection, layer, chosen_quantity)
+            )
+            render.write_png(png, inspection, selected, indicator + rows, saturations or None)
+
+    if as_json:
+        typer.echo(
+            json.dumps(
+                _as_dict(
+                    inspection,
+                    layer,
+                    unit,
+                    chosen_quantity,
+                    selected,
+                    predictions,
+                    at,
+                    matches,
+                    saturations,
+                    find,
+                )
+            )
+        )
+        return
+    console = Console()
+    console.print(render.colour_legend(selected))
+    console.print(render.coloured_text(inspection, selected))
+    if predictions:
+        console.print(render.predictions_table(predictions, at, inspection.pieces[at], actual))
+    if matches:
+        console.print(render.matches_table(matches, find))  # type: ignore[arg-type]
+    if saturations:
+        console.print(render.saturation_table(saturations))
+    for path in (html, png):
+        if path is not None:
+            sys.stderr.write(f"wrote {path}\n")
+
+
+def _busiest(inspection: Inspection, layer: int, quantity: str) -> list[render.Series]:
+    """The layer's units, most varying first, as many as a heatmap shows."""
+    spread = inspection.values(layer, quantity).var(dim=0)
+    order = spread.argsort(descending=True)[: render.HEATMAP_MAX_ROWS].tolist()
+    return [render.unit_series(inspection, layer, u, quantity) for u in order]
+
+
+def _as_dict(
+    inspection: Inspection,
+    layer: int,
+    unit: int,
+    quantity: str,
+    selected: render.Series,
+    predictions: list[Prediction],
+    at: int,
+    matches: list[UnitMatch],
+    saturations: list[GateSaturation],
+    find: str | None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "tokens": inspection.pieces,
+        "ids": inspection.ids,
+        "layer": layer,
+        "unit": unit,
+        "quantity": quantity,
+        "values": [round(v, 6) for v in selected.values.tolist()],
+    }
+    if predictions:
+        result["position"] = at
+        result["predictions"] = [
+            {"token": p.token, "id": p.token_id, "probability": round(p.probability, 6)} for p in predictions
+        ]
+    if find is not None:
+        result["find"] = {
+            "pattern": find,
+            "units": [
+                {
+                    "layer": m.layer,
+                    "unit": m.unit,
+                    "quantity": m.quantity,
+                    "correlation": round(m.correlation, 6),
+                }
+                for m in matches
+            ],
+        }
+    if saturations:
+        result["saturation"] = [s.summary() for s in saturations]
+    return result

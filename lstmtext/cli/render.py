@@ -1,0 +1,95 @@
+"""Showing training progress: a rich live panel on a terminal, one plain line per event otherwise."""
+
+from __future__ import annotations
+
+import math
+import sys
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from lstmtext.train import TrainEvent
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _bits(loss: float | None) -> str:
+    return "-" if loss is None else f"{loss / math.log(2):.3f}"
+
+
+def _ppl(loss: float | None) -> str:
+    return "-" if loss is None else f"{math.exp(min(loss, 50)):.2f}"
+
+
+class TrainingDisplay:
+    """Renders TrainEvents to stderr. Use as a context manager around training."""
+
+    def __init__(self, console: Console | None = None, unit: str = "token") -> None:
+        self.console = console or Console(stderr=True)
+        self.unit = unit
+        self.live: Live | None = None
+        self.last: TrainEvent | None = None
+        self.val_loss: float | None = None
+        self.best: float | None = None
+
+    def __enter__(self) -> TrainingDisplay:
+        if self.console.is_terminal:
+            self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.live is not None:
+            self.live.__exit__(kind, value, tb)
+
+    def _table(self) -> Table:
+        event = self.last
+        table = Table(show_header=True, header_style="bold", box=None)
+        for column in ("step", "loss", "val loss", "val ppl", f"bits/{self.unit}", "lr", "tokens/s", "ETA"):
+            table.add_column(column, justify="right")
+        if event is not None:
+            total = f"/{event.total_steps}" if event.total_steps else ""
+            table.add_row(
+                f"{event.step}{total}",
+                "-" if event.loss is None else f"{event.loss:.4f}",
+                "-" if self.val_loss is None else f"{self.val_loss:.4f}",
+                _ppl(self.val_loss),
+                _bits(self.val_loss if self.val_loss is not None else event.loss),
+                "-" if event.lr is None else f"{event.lr:.2e}",
+                "-" if event.tokens_per_second is None else f"{event.tokens_per_second:,.0f}",
+                _duration(event.eta),
+            )
+        return table
+
+    def __call__(self, event: TrainEvent) -> None:
+        if event.kind in ("warning", "stop"):
+            self.console.print(f"[yellow]warning:[/] {event.message}" if event.kind == "warning" else event.message)
+            return
+        if event.kind == "eval":
+            self.val_loss = event.val_loss
+            if event.val_loss is not None and (self.best is None or event.val_loss < self.best):
+                self.best = event.val_loss
+            if self.live is None:
+                total = f"/{event.total_steps}" if event.total_steps else ""
+                val = "-" if event.val_loss is None else f"{event.val_loss:.4f}"
+                loss = "-" if event.loss is None else f"{event.loss:.4f}"
+                print(
+                    f"step {event.step}{total}  loss {loss}  val_loss {val}  val_ppl {_ppl(event.val_loss)}  "
+                    f"bits/{self.unit} {_bits(event.val_loss)}  elapsed {_duration(event.elapsed)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if event.kind == "log" or self.last is None:
+            self.last = event
+        if self.live is not None:
+            self.live.update(self._table())

@@ -1,0 +1,191 @@
+"""Configuration as plain frozen dataclasses, validated on construction, saved as JSON.
+
+Configs are built once at the CLI edge (or by a Python caller) and passed down; nothing
+below reads argv or the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from lstmtext.errors import CheckpointError, ConfigError
+
+# Bumped when config.json changes in a way older code cannot read.
+FORMAT_VERSION = 1
+
+LEVELS = ("char", "word", "bpe")
+TASKS = ("lm", "classify")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    level: str = "char"
+    vocab_size: int = 8000  # bpe: merges stop at this size
+    min_frequency: int = 1  # word: rarer words become <unk>
+    max_vocab: int | None = None  # word: keep the most frequent words only
+    lowercase: bool = False  # word: fold case before splitting
+
+    def __post_init__(self) -> None:
+        _require(self.level in LEVELS, f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
+        _require(self.vocab_size >= 260, f"vocab size must be at least 260, not {self.vocab_size}")
+        _require(self.min_frequency >= 1, f"min frequency must be at least 1, not {self.min_frequency}")
+        _require(
+            self.max_vocab is None or self.max_vocab >= 4,
+            f"max vocab must be at least 4, not {self.max_vocab}",
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    embedding_dim: int = 128
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.2  # between LSTM layers and on the top layer's output
+    embedding_dropout: float = 0.0  # on embedding vectors
+    tie_weights: bool = False  # LM head shares the embedding matrix (needs embedding_dim == hidden_size)
+    task: str = "lm"
+    num_classes: int = 0  # classify only
+
+    def __post_init__(self) -> None:
+        _require(self.vocab_size >= 1, f"vocab size must be positive, not {self.vocab_size}")
+        _require(self.embedding_dim >= 1, f"embedding size must be positive, not {self.embedding_dim}")
+        _require(self.hidden_size >= 1, f"hidden size must be positive, not {self.hidden_size}")
+        _require(self.num_layers >= 1, f"layers must be at least 1, not {self.num_layers}")
+        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
+        _require(
+            0.0 <= self.embedding_dropout < 1.0,
+            f"embedding dropout must be in [0, 1), not {self.embedding_dropout}",
+        )
+        _require(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
+        _require(
+            not self.tie_weights or self.embedding_dim == self.hidden_size,
+            f"tied weights need embedding size == hidden size ({self.embedding_dim} != {self.hidden_size})",
+        )
+        _require(
+            self.task != "classify" or self.num_classes >= 2,
+            f"a classifier needs at least 2 classes, not {self.num_classes}",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seq_len: int = 100
+    batch_size: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    epochs: float | None = None
+    max_steps: int | None = None
+    max_time: float | None = None  # seconds
+    clip: float = 5.0
+    val_fraction: float = 0.1
+    eval_every: int = 200
+    eval_batches: int | None = None  # None: the whole validation stream
+    patience: int | None = 5  # evaluations without improvement before stopping
+    lr_schedule: str = "plateau"  # plateau | cosine | constant
+    lr_decay: float = 0.5  # plateau: factor applied when validation stalls
+    warmup_steps: int = 0
+    keep_last: int = 2  # step checkpoints kept besides best/ and last/
+    random_state: int = 1337
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.seq_len >= 1, f"seq len must be positive, not {self.seq_len}")
+        _require(self.batch_size >= 1, f"batch size must be positive, not {self.batch_size}")
+        _require(self.lr > 0, f"learning rate must be positive, not {self.lr}")
+        _require(
+            self.optimizer in OPTIMIZERS,
+            f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}",
+        )
+        _require(self.weight_decay >= 0, f"weight decay must be >= 0, not {self.weight_decay}")
+        _require(self.epochs is None or self.epochs > 0, f"epochs must be positive, not {self.epochs}")
+        _require(
+            self.max_steps is None or self.max_steps >= 1, f"max steps must be positive, not {self.max_steps}"
+        )
+        _require(self.max_time is None or self.max_time > 0, f"max time must be positive, not {self.max_time}")
+        _require(self.clip >= 0, f"clip must be >= 0, not {self.clip}")
+        _require(0.0 <= self.val_fraction < 1.0, f"val fraction must be in [0, 1), not {self.val_fraction}")
+        _require(self.eval_every >= 1, f"eval every must be positive, not {self.eval_every}")
+        _require(self.patience is None or self.patience >= 1, f"patience must be positive, not {self.patience}")
+        _require(
+            self.lr_schedule in ("plateau", "cosine", "constant"),
+            f"lr schedule must be plateau, cosine or constant, not {self.lr_schedule!r}",
+        )
+        _require(0.0 < self.lr_decay <= 1.0, f"lr decay must be in (0, 1], not {self.lr_decay}")
+        _require(self.keep_last >= 0, f"keep last must be >= 0, not {self.keep_last}")
+        _require(
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",
+        )
+        _require(self.threads is None or self.threads >= 1, f"threads must be positive, not {self.threads}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything config.json records about a checkpoint."""
+
+    tokenizer: TokenizerConfig
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    labels: tuple[str, ...] = ()  # classify: class names in head order
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise CheckpointError("config.json has no format_version: not an lstmtext checkpoint")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint format version {version} is newer than this lstmtext supports ({FORMAT_VERSION}); "
+                "upgrade lstmtext"
+            )
+        try:
+            return cls(
+                tokenizer=_build(TokenizerConfig, data["tokenizer"]),
+                model=_build(ModelConfig, data["model"]),
+                train=_build(TrainConfig, data.get("train", {})),
+                labels=tuple(data.get("labels", ())),
+                format_version=version,
+            )
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"config.json is not a valid lstmtext config: {error}") from None
+        except ConfigError as error:
+            raise CheckpointError(f"config.json holds an invalid value: {error}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"config.json is not valid JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise CheckpointError("config.json is not a JSON object")
+        return cls.from_dict(data)
+
+
+def _build(kind: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise TypeError(f"{kind.__name__} must be an object")
+    known = {f.name for f in dataclasses.fields(kind)}
+    # Unknown keys come from newer minor versions; dropping them keeps old readers working.
+    return kind(**{k: v for k, v in values.items() if k in known})

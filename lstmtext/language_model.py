@@ -1,0 +1,134 @@
+"""Language modelling from Python: text in, trained checkpoint or metrics out.
+
+    result = train_language_model(["input.txt"], TokenizerConfig("char"), model_options, TrainConfig())
+    metrics = evaluate_language_model("runs/lm", ["valid.txt"])
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from lstmtext import checkpoint as ckpt
+from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.corpus import TokenStream, read_text, split_ids
+from lstmtext.errors import CorpusError
+from lstmtext.model import LanguageModel
+from lstmtext.tokenizer import TextTokenizer
+from lstmtext.train import TrainEvent, Trainer, TrainResult, evaluate_stream, select_device
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The model options a user picks; vocab size comes from the tokenizer."""
+
+    embedding_dim: int = 128
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.2
+    embedding_dropout: float = 0.0
+    tie_weights: bool = False
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(
+            vocab_size=vocab_size,
+            embedding_dim=self.embedding_dim,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            embedding_dropout=self.embedding_dropout,
+            tie_weights=self.tie_weights,
+        )
+
+
+def train_language_model(
+    sources: Sequence[str],
+    tokenizer_config: TokenizerConfig,
+    shape: ModelShape,
+    train_config: TrainConfig,
+    out_dir: Path,
+    *,
+    val_sources: Sequence[str] | None = None,
+    resume: bool = False,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    on_event: Callable[[TrainEvent], None] | None = None,
+    stop_event: threading.Event | None = None,
+) -> TrainResult:
+    """Read the corpus, build (or, on resume, reload) the tokenizer, and train."""
+    out_dir = Path(out_dir)
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
+    with ckpt.OutputLock(out_dir):
+        text = read_text(sources, encoding=encoding, errors=errors)
+        val_text = read_text(val_sources, encoding=encoding, errors=errors) if val_sources else None
+        if resume:
+            previous = ckpt.read_config(out_dir / "checkpoints" / "last")
+            tokenizer = TextTokenizer.load(out_dir / "checkpoints" / "last" / ckpt.TOKENIZER)
+            run_config = replace(previous, train=train_config)
+        else:
+            tokenizer = TextTokenizer.train([text], tokenizer_config)
+            run_config = RunConfig(
+                tokenizer=tokenizer_config, model=shape.model_config(tokenizer.vocab_size), train=train_config
+            )
+        ids = tokenizer.encode_array(text)
+        if val_text is not None:
+            train_ids, val_ids = ids, tokenizer.encode_array(val_text)
+        elif train_config.val_fraction > 0:
+            train_ids, val_ids = split_ids(ids, train_config.val_fraction)
+        else:
+            train_ids, val_ids = ids, None
+        if len(train_ids) < 2:
+            raise CorpusError("the corpus holds fewer than 2 tokens: nothing to learn")
+        trainer = Trainer(run_config, tokenizer, train_ids, val_ids, out_dir, on_event=on_event, stop_event=stop_event)
+        return trainer.fit(resume=resume)
+
+
+@dataclass(frozen=True)
+class LanguageModelMetrics:
+    loss: float  # nats per token
+    perplexity: float
+    bits_per_token: float
+    bits_per_byte: float  # comparable across char, word and BPE models
+    tokens: int
+    bytes: int
+
+
+def evaluate_language_model(
+    model_dir: Path | str,
+    sources: Sequence[str],
+    *,
+    batch_size: int = 16,
+    seq_len: int = 256,
+    device: str = "auto",
+    encoding: str = "utf-8",
+    errors: str = "strict",
+) -> LanguageModelMetrics:
+    """Loss of a trained language model on held-out text, with state carried through each row."""
+    torch_device = select_device(device)
+    checkpoint = ckpt.load_checkpoint(model_dir, task="lm", device=str(torch_device))
+    text = read_text(sources, encoding=encoding, errors=errors)
+    ids = checkpoint.tokenizer.encode_array(text)
+    if len(ids) < 2:
+        raise CorpusError("the evaluation text holds fewer than 2 tokens")
+    batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
+    stream = TokenStream(ids, batch_size, seq_len)
+    model = checkpoint.model
+    assert isinstance(model, LanguageModel)
+    loss, predicted = evaluate_stream(model, stream, torch_device)
+    num_bytes = len(text.encode("utf-8"))
+    # Each predicted token covers, on average, num_bytes / len(ids) bytes of the text.
+    bits_per_token = loss / math.log(2)
+    return LanguageModelMetrics(
+        loss=loss,
+        perplexity=math.exp(min(loss, 700.0)),
+        bits_per_token=bits_per_token,
+        bits_per_byte=bits_per_token * len(ids) / num_bytes,
+        tokens=predicted,
+        bytes=num_bytes,
+    )

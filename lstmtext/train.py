@@ -1,0 +1,474 @@
+"""The language-model training loop: truncated BPTT, clipping, schedule, evaluation,
+early stopping, NaN rollback, checkpoints and exact resume.
+
+The loop reports through `on_event` and never prints; the caller decides what to show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lstmtext import checkpoint as ckpt
+from lstmtext.config import RunConfig, TrainConfig
+from lstmtext.corpus import TokenStream, fit_batch_shape
+from lstmtext.errors import CheckpointError, ConfigError, CorpusError
+from lstmtext.model import LanguageModel, State
+from lstmtext.tokenizer import TextTokenizer
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """One thing the loop has to say. kind: log | eval | checkpoint | warning | stop."""
+
+    kind: str
+    step: int
+    total_steps: int
+    loss: float | None = None
+    val_loss: float | None = None
+    lr: float | None = None
+    tokens_per_second: float | None = None
+    elapsed: float = 0.0
+    message: str = ""
+
+    @property
+    def eta(self) -> float | None:
+        if self.step <= 0 or self.total_steps <= 0:
+            return None
+        return self.elapsed / self.step * max(self.total_steps - self.step, 0)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    best_val_loss: float | None
+    best_step: int | None
+    last_loss: float | None
+    stop_reason: str  # finished | max_time | early_stopping | interrupted | diverged
+    out_dir: Path
+    elapsed: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}") from None
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (AVX512-BF16 or AMX), so autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        if precision == "fp16" and device.type != "cuda":
+            raise ConfigError("fp16 needs a CUDA device; use --precision bf16 on CPU")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def detach_state(state: State) -> State:
+    # Truncated BPTT: keep the values, cut the graph, so backprop stops at the batch edge.
+    return state[0].detach(), state[1].detach()
+
+
+@torch.no_grad()
+def evaluate_stream(
+    model: LanguageModel,
+    stream: TokenStream,
+    device: torch.device,
+    *,
+    precision: str = "fp32",
+    max_batches: int | None = None,
+) -> tuple[float, int]:
+    """Mean cross-entropy (nats per token) over a stream, state carried; returns (loss, tokens)."""
+    was_training = model.training
+    model.eval()
+    state = model.core.initial_state(stream.batch_size, device)
+    total, count = 0.0, 0
+    batches = len(stream) if max_batches is None else min(len(stream), max_batches)
+    for index in range(batches):
+        inputs, targets = (t.to(device, non_blocking=True) for t in stream.batch(index))
+        with autocast_context(precision, device):
+            logits, state = model(inputs, state)
+        loss = nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+        )
+        total += float(loss)
+        count += targets.numel()
+    model.train(was_training)
+    if count == 0:
+        raise CorpusError("validation text is too short to evaluate")
+    return total / count, count
+
+
+class LearningRate:
+    """Warmup, then plateau decay, cosine decay or a constant rate. Its state is plain JSON."""
+
+    def __init__(self, config: TrainConfig, total_steps: int) -> None:
+        self.config = config
+        self.total_steps = total_steps
+        self.plateau_scale = 1.0
+
+    def at(self, step: int) -> float:
+        base = self.config.lr * self.plateau_scale
+        if self.config.warmup_steps and step < self.config.warmup_steps:
+            return base * (step + 1) / self.config.warmup_steps
+        if self.config.lr_schedule == "cosine" and self.total_steps > 0:
+            progress = min(step / self.total_steps, 1.0)
+            return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return base
+
+    def on_stall(self) -> None:
+        if self.config.lr_schedule == "plateau":
+            self.plateau_scale *= self.config.lr_decay
+
+
+class Trainer:
+    """Trains a LanguageModel on a token-id stream and writes checkpoints into `out_dir`."""
+
+    def __init__(
+        self,
+        run_config: RunConfig,
+        tokenizer: TextTokenizer,
+        train_ids: np.ndarray,
+        val_ids: np.ndarray | None,
+        out_dir: Path,
+        *,
+        on_event: Callable[[TrainEvent], None] | None = None,
+        stop_event: threading.Event | None = None,
+        model: LanguageModel | None = None,
+    ) -> None:
+        config = run_config.train
+        self.on_event = on_event or (lambda event: None)
+        batch_size, seq_len, warning = fit_batch_shape(len(train_ids), config.batch_size, config.seq_len)
+        if warning:
+            self.on_event(TrainEvent("warning", 0, 0, message=warning))
+            config = replace(config, batch_size=batch_size, seq_len=seq_len)
+            run_config = replace(run_config, train=config)
+        self.run_config = run_config
+        self.config = config
+        self.tokenizer = tokenizer
+        self.out_dir = Path(out_dir)
+        self.stop_event = stop_event or threading.Event()
+        self.device = select_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        torch.manual_seed(config.random_state)
+        self.model = model if model is not None else LanguageModel(run_config.model)
+        self.model.to(self.device)
+        self.optimizer = make_optimizer(self.model, config)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.train_stream = TokenStream(train_ids, config.batch_size, config.seq_len)
+        self.val_stream = None
+        if val_ids is not None and len(val_ids) >= 2:
+            val_batch = max(1, min(config.batch_size, (len(val_ids) - 1) // max(config.seq_len, 1)))
+            self.val_stream = TokenStream(val_ids, val_batch, config.seq_len)
+        self.steps_per_epoch = len(self.train_stream)
+        self.total_steps = self._total_steps()
+        self.schedule = LearningRate(config, self.total_steps)
+        # Loop position and history: everything a resume must restore.
+        self.step = 0
+        self.batch_index = 0
+        self.state: State = self.model.core.initial_state(config.batch_size, self.device)
+        self.best_val_loss: float | None = None
+        self.best_step: int | None = None
+        self.stalled_evals = 0
+        self.rollbacks = 0
+        self.elapsed_before = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.last_saved_step = -1
+
+    def _total_steps(self) -> int:
+        if self.config.max_steps is not None:
+            return self.config.max_steps
+        epochs = self.config.epochs if self.config.epochs is not None else (None if self.config.max_time else 1)
+        if epochs is None:
+            return 0  # time-bound only: unknown
+        return max(1, round(epochs * self.steps_per_epoch))
+
+    # ----- checkpoints -------------------------------------------------------------
+
+    def _trainer_state(self) -> dict[str, Any]:
+        _, groups = ckpt.optimizer_tensors(self.optimizer)
+        return {
+            "step": self.step,
+            "batch_index": self.batch_index,
+            "best_val_loss": self.best_val_loss,
+            "best_step": self.best_step,
+            "stalled_evals": self.stalled_evals,
+            "rollbacks": self.rollbacks,
+            "plateau_scale": self.schedule.plateau_scale,
+            "elapsed": self.elapsed_before + self._elapsed(),
+            "param_groups": groups,
+            "torch_rng": torch.get_rng_state().tolist(),
+            "cuda_rng": [s.tolist() for s in torch.cuda.get_rng_state_all()] if self.device.type == "cuda" else [],
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+        }
+
+    def save_resume(self) -> None:
+        self.last_saved_step = self.step
+        tensors, _ = ckpt.optimizer_tensors(self.optimizer)
+        tensors["carry.hidden"], tensors["carry.cell"] = self.state
+        ckpt.write_resume_checkpoint(
+            self.out_dir / "checkpoints" / "last",
+            config=self.run_config,
+            tokenizer=self.tokenizer,
+            model=self.model,
+            extra_tensors=tensors,
+            trainer_state=self._trainer_state(),
+        )
+        if self.config.keep_last > 0:
+            step_dir = self.out_dir / "checkpoints" / f"step-{self.step:08d}"
+            if not step_dir.exists():
+                shutil.copytree(self.out_dir / "checkpoints" / "last", step_dir)
+            step_dirs = sorted(p for p in step_dir.parent.glob("step-*") if p.is_dir())
+            for old in step_dirs[: -self.config.keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+        ckpt.atomic_write_text(self.out_dir / ckpt.METRICS, "".join(json.dumps(h) + "\n" for h in self.history))
+
+    def _save_best(self) -> None:
+        ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
+        ckpt.atomic_write_text(
+            self.out_dir / ckpt.BEST,
+            json.dumps({"step": self.best_step, "val_loss": self.best_val_loss}, indent=1) + "\n",
+        )
+
+    def restore(self, directory: Path) -> None:
+        """Put model, optimizer, RNG and loop position back as they were at `directory`'s save."""
+        tensors, state = ckpt.read_resume_checkpoint(directory)
+        ckpt.load_weights(self.model, directory / ckpt.WEIGHTS)
+        self.model.to(self.device)
+        try:
+            ckpt.restore_optimizer(self.optimizer, tensors, state["param_groups"])
+            self.step = int(state["step"])
+            self.batch_index = int(state["batch_index"])
+            self.best_val_loss = state["best_val_loss"]
+            self.best_step = state["best_step"]
+            self.stalled_evals = int(state["stalled_evals"])
+            self.rollbacks = int(state.get("rollbacks", 0))
+            self.schedule.plateau_scale = float(state["plateau_scale"])
+            self.elapsed_before = float(state.get("elapsed", 0.0))
+            torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+            if self.device.type == "cuda" and state.get("cuda_rng"):
+                torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda_rng"]])
+            if state.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"cannot resume from {directory}: trainer state is incomplete ({error})") from None
+        hidden, cell = tensors.get("carry.hidden"), tensors.get("carry.cell")
+        if hidden is not None and cell is not None and hidden.shape == self.state[0].shape:
+            self.state = (hidden.to(self.device), cell.to(self.device))
+        else:
+            self.state = self.model.core.initial_state(self.config.batch_size, self.device)
+        history_path = self.out_dir / ckpt.METRICS
+        if history_path.exists():
+            lines = history_path.read_text(encoding="utf-8").splitlines()
+            self.history = [json.loads(line) for line in lines if line.strip()]
+            self.history = [h for h in self.history if h.get("step", 0) <= self.step]
+        self.last_saved_step = self.step
+
+    # ----- the loop ----------------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        while True:
+            if self.batch_index >= self.steps_per_epoch:
+                self.batch_index = 0
+                self.state = self.model.core.initial_state(self.config.batch_size, self.device)
+            inputs, targets = self.train_stream.batch(self.batch_index)
+            pin = self.device.type == "cuda"
+            if pin:
+                inputs, targets = inputs.pin_memory(), targets.pin_memory()
+            yield inputs.to(self.device, non_blocking=pin), targets.to(self.device, non_blocking=pin)
+
+    def _train_step(self, inputs: Tensor, targets: Tensor, lr: float) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast_context(self.precision, self.device):
+            logits, state = self.model(inputs, self.state)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.state = detach_state(state)
+        # .item() syncs with the device once per step; the loss is needed for the NaN guard anyway.
+        return loss.item()
+
+    def _evaluate(self) -> float | None:
+        if self.val_stream is None:
+            return None
+        loss, _ = evaluate_stream(
+            self.model,
+            self.val_stream,
+            self.device,
+            precision=self.precision,
+            max_batches=self.config.eval_batches,
+        )
+        return loss
+
+    def _rollback(self, loss: float) -> bool:
+        """Non-finite loss: go back to the last checkpoint with half the rate. False: give up."""
+        last = self.out_dir / "checkpoints" / "last"
+        self.rollbacks += 1
+        if self.rollbacks > 3 or not last.exists():
+            return False
+        self.restore(last)
+        self.schedule.plateau_scale *= 0.5
+        self.on_event(
+            TrainEvent(
+                "warning",
+                self.step,
+                self.total_steps,
+                message=f"loss became {loss}; rolled back to step {self.step} with learning rate halved",
+            )
+        )
+        return True
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            last = self.out_dir / "checkpoints" / "last"
+            if not last.exists() and not last.with_name(".last.old").exists():
+                raise CheckpointError(f"nothing to resume: {last} does not exist")
+            self.restore(last)
+        else:
+            ckpt.write_model_files(self.out_dir, self.run_config, self.tokenizer, self.model)
+        self._started = time.perf_counter()
+        self.model.train()
+        batches = self._batches()
+        window_tokens, window_start = 0, time.perf_counter()
+        last_loss: float | None = None
+        stop_reason = "finished"
+        log_every = max(1, min(50, self.config.eval_every // 4 or 1))
+        while True:
+            if self.total_steps and self.step >= self.total_steps:
+                break
+            if self.config.max_time is not None and self.elapsed_before + self._elapsed() >= self.config.max_time:
+                stop_reason = "max_time"
+                break
+            if self.stop_event.is_set():
+                stop_reason = "interrupted"
+                break
+            inputs, targets = next(batches)
+            lr = self.schedule.at(self.step)
+            loss = self._train_step(inputs, targets, lr)
+            if not math.isfinite(loss):
+                if self._rollback(loss):
+                    batches = self._batches()
+                    continue
+                stop_reason = "diverged"
+                self.on_event(
+                    TrainEvent("stop", self.step, self.total_steps, message=f"loss became {loss}; stopping")
+                )
+                break
+            self.step += 1
+            self.batch_index += 1
+            last_loss = loss
+            window_tokens += inputs.numel()
+            if self.step % log_every == 0:
+                now = time.perf_counter()
+                speed = window_tokens / max(now - window_start, 1e-9)
+                window_tokens, window_start = 0, now
+                record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_second": speed}
+                self.history.append(record | {"kind": "log", "elapsed": self.elapsed_before + self._elapsed()})
+                self.on_event(
+                    TrainEvent(
+                        "log",
+                        self.step,
+                        self.total_steps,
+                        loss=loss,
+                        lr=lr,
+                        tokens_per_second=speed,
+                        elapsed=self.elapsed_before + self._elapsed(),
+                    )
+                )
+            if self.step % self.config.eval_every == 0 and self._eval_and_save(loss, lr):
+                stop_reason = "early_stopping"
+                break
+        if stop_reason != "diverged" and self.last_saved_step != self.step:
+            if stop_reason == "interrupted":
+                self.save_resume()
+            elif self.step > 0:
+                self._eval_and_save(last_loss, self.schedule.at(self.step))
+        if self.best_step is None and self.step > 0 and stop_reason != "diverged":
+            ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)  # no validation: last is best
+        return TrainResult(
+            steps=self.step,
+            best_val_loss=self.best_val_loss,
+            best_step=self.best_step,
+            last_loss=last_loss,
+            stop_reason=stop_reason,
+            out_dir=self.out_dir,
+            elapsed=self.elapsed_before + self._elapsed(),
+            history=self.history,
+        )
+
+    def _eval_and_save(self, loss: float | None, lr: float) -> bool:
+        """Evaluate, keep the best weights, write the resume checkpoint. True: stop early."""
+        val_loss = self._evaluate()
+        improved = val_loss is not None and (self.best_val_loss is None or val_loss < self.best_val_loss)
+        if improved:
+            self.best_val_loss, self.best_step = val_loss, self.step
+            self.stalled_evals = 0
+            self._save_best()
+        elif val_loss is not None:
+            self.stalled_evals += 1
+            self.schedule.on_stall()
+        elapsed = self.elapsed_before + self._elapsed()
+        self.history.append(
+            {"kind": "eval", "step": self.step, "loss": loss, "val_loss": val_loss, "lr": lr, "elapsed": elapsed}
+        )
+        self.save_resume()
+        self.on_event(
+            TrainEvent("eval", self.step, self.total_steps, loss=loss, val_loss=val_loss, lr=lr, elapsed=elapsed)
+        )
+        patience = self.config.patience
+        return patience is not None and val_loss is not None and self.stalled_evals >= patience

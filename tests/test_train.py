@@ -1,0 +1,135 @@
+"""The training loop: it learns, it saves, it resumes exactly, it survives NaN."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from safetensors.torch import load_file
+
+from lstmtext.checkpoint import load_checkpoint
+from lstmtext.config import TokenizerConfig, TrainConfig
+from lstmtext.language_model import ModelShape, evaluate_language_model, train_language_model
+from lstmtext.train import TrainEvent, Trainer
+
+from .conftest import TINY_TEXT
+
+SHAPE = ModelShape(embedding_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
+
+
+def small_config(**overrides) -> TrainConfig:
+    values = dict(seq_len=16, batch_size=4, lr=1e-2, eval_every=10, max_steps=30, random_state=3, patience=None)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_overfits_a_tiny_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcdefgh" * 40, encoding="utf-8")
+    result = train_language_model(
+        [str(corpus)],
+        TokenizerConfig("char"),
+        ModelShape(embedding_dim=16, hidden_size=64, num_layers=1, dropout=0.0),
+        small_config(max_steps=150, lr=2e-2, val_fraction=0.1, eval_every=50),
+        tmp_path / "run",
+    )
+    assert result.last_loss is not None and result.last_loss < 0.05
+    assert result.best_val_loss is not None and result.best_val_loss < 0.1
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, small_config(max_steps=10), tmp_path / "run")
+    first = load_checkpoint(tmp_path / "run")
+    second = load_checkpoint(tmp_path / "run")
+    ids = torch.tensor([first.tokenizer.encode("To be, or not")])
+    assert torch.equal(first.model(ids)[0], second.model(ids)[0])
+    assert (tmp_path / "run" / "best.json").exists()
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(m["kind"] == "eval" for m in metrics)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    config = small_config(max_steps=25, eval_every=10)
+    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, config, tmp_path / "whole")
+
+    stop = threading.Event()
+
+    def stop_at_13(event: TrainEvent) -> None:
+        if event.step >= 13:
+            stop.set()
+
+    interrupted = train_language_model(
+        [str(corpus)], TokenizerConfig("char"), SHAPE, config, tmp_path / "split",
+        on_event=stop_at_13, stop_event=stop,
+    )  # fmt: skip
+    assert interrupted.stop_reason == "interrupted" and 13 <= interrupted.steps < 25
+    resumed = train_language_model(
+        [str(corpus)], TokenizerConfig("char"), SHAPE, config, tmp_path / "split", resume=True
+    )
+    assert resumed.steps == 25
+
+    a = load_file(tmp_path / "whole" / "checkpoints" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "split" / "checkpoints" / "last" / "model.safetensors")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert losses(tmp_path / "whole") == losses(tmp_path / "split")
+
+
+def losses(run: Path) -> list[tuple]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["kind"], r["step"], r.get("loss"), r.get("val_loss")) for r in records]
+
+
+def test_nan_loss_rolls_back_to_last_good_checkpoint(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    from lstmtext.config import RunConfig
+    from lstmtext.tokenizer import TextTokenizer
+
+    tokenizer = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char"))
+    ids = tokenizer.encode_array(TINY_TEXT)
+    run_config = RunConfig(TokenizerConfig("char"), SHAPE.model_config(tokenizer.vocab_size), small_config(max_steps=30))
+    events: list[TrainEvent] = []
+    trainer = Trainer(run_config, tokenizer, ids[:900], ids[900:], tmp_path / "run", on_event=events.append)
+    real_step = trainer._train_step
+    poisoned = {15}
+
+    def flaky_step(inputs, targets, lr):
+        loss = real_step(inputs, targets, lr)
+        return float("nan") if trainer.step in poisoned and not poisoned.discard(trainer.step) else loss
+
+    trainer._train_step = flaky_step  # type: ignore[method-assign]
+    result = trainer.fit()
+    assert result.stop_reason == "finished" and result.steps == 30
+    assert any("rolled back to step 10" in e.message for e in events if e.kind == "warning")
+    assert np.isfinite(result.last_loss)
+
+
+def test_evaluate_reports_bits_per_byte(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, small_config(max_steps=10), tmp_path / "run")
+    metrics = evaluate_language_model(tmp_path / "run", [str(corpus)], device="cpu")
+    # Char level on ASCII text: one token per byte, so bits per byte equals bits per token.
+    assert metrics.bits_per_byte == pytest.approx(metrics.bits_per_token, rel=1e-6)
+    assert metrics.perplexity > 1
+
+
+@pytest.mark.parametrize("level", ["word", "bpe"])
+def test_other_levels_train(tmp_path: Path, level: str) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT * 4, encoding="utf-8")
+    result = train_language_model(
+        [str(corpus)], TokenizerConfig(level, vocab_size=300), SHAPE, small_config(max_steps=10), tmp_path / "run"
+    )
+    assert result.steps == 10
+    assert load_checkpoint(tmp_path / "run").config.tokenizer.level == level
