@@ -28,7 +28,9 @@ def main() -> None:
             start = time.perf_counter()
             tokenizer.encode_array(sample)
             best = min(best, time.perf_counter() - start)
-        print(f"char encode_array, {variant}: {megabytes:.0f} MB in {best:.3f} s = {megabytes / best:.0f} MB/s")
+        print(
+            f"char encode_array, {variant}: {megabytes:.0f} MB in {best:.3f} s = {megabytes / best:.0f} MB/s"
+        )
 
 
 if __name__ == "__main__":

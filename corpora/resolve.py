@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -255,9 +254,8 @@ def _copy_out(download: Path, file: CorpusFile, destination: Path) -> None:
 
 
 def _temp_beside(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    return Path(name)
+    # A fresh name, not an mkstemp file: those are private (0600), corpora are often shared.
+    return path.with_name(f".{path.name}.{os.urandom(6).hex()}.part")
 
 
 def _sha256(path: Path) -> str:

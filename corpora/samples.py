@@ -9,13 +9,91 @@ import random
 from pathlib import Path
 
 _WORDS = (
-    "the a of and to in is was it that he she they we you with for on as at by this from "
-    "king queen night day light sea ship house garden river stone wind fire winter summer "
-    "speak walk sing hold bring find keep follow remember wander"
-).split()
-_POSITIVE = "wonderful delightful brilliant superb moving charming excellent joyful".split()
-_NEGATIVE = "dreadful boring awful tedious clumsy dull terrible painful".split()
-_FILLER = "the film story acting plot director cast was is a an this it and".split()
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "it",
+    "that",
+    "he",
+    "she",
+    "they",
+    "we",
+    "you",
+    "with",
+    "for",
+    "on",
+    "as",
+    "at",
+    "by",
+    "this",
+    "from",
+    "king",
+    "queen",
+    "night",
+    "day",
+    "light",
+    "sea",
+    "ship",
+    "house",
+    "garden",
+    "river",
+    "stone",
+    "wind",
+    "fire",
+    "winter",
+    "summer",
+    "speak",
+    "walk",
+    "sing",
+    "hold",
+    "bring",
+    "find",
+    "keep",
+    "follow",
+    "remember",
+    "wander",
+)
+_POSITIVE = (
+    "wonderful",
+    "delightful",
+    "brilliant",
+    "superb",
+    "moving",
+    "charming",
+    "excellent",
+    "joyful",
+)
+_NEGATIVE = (
+    "dreadful",
+    "boring",
+    "awful",
+    "tedious",
+    "clumsy",
+    "dull",
+    "terrible",
+    "painful",
+)
+_FILLER = (
+    "the",
+    "film",
+    "story",
+    "acting",
+    "plot",
+    "director",
+    "cast",
+    "was",
+    "is",
+    "a",
+    "an",
+    "this",
+    "it",
+    "and",
+)
 
 
 def sample_text(n_chars: int, seed: int = 0) -> str:

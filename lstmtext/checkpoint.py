@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from lstmtext.config import RunConfig
@@ -96,7 +96,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a valid safetensors file (truncated or corrupt?): {error}") from None
+        raise CheckpointError(
+            f"{path} is not a valid safetensors file (truncated or corrupt?): {error}"
+        ) from None
     expected = model.state_dict()
     tied = {name for name in expected if name not in state and name == "head.weight"}
     missing = set(expected) - set(state) - tied
@@ -109,7 +111,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
     for name, tensor in state.items():
         if tensor.shape != expected[name].shape:
             raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, config.json implies {tuple(expected[name].shape)}"
+                f"{path}: {name} has shape {tuple(tensor.shape)}, "
+                f"config.json implies {tuple(expected[name].shape)}"
             )
     model.load_state_dict(state, strict=False)
 
@@ -170,7 +173,9 @@ def write_model_files(directory: Path, config: RunConfig, tokenizer: TextTokeniz
     save_weights(model, directory / WEIGHTS)
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+def optimizer_tensors(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """Split an optimizer state_dict into flat tensors and JSON-able param groups."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}

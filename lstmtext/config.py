@@ -115,11 +115,15 @@ class TrainConfig:
         _require(
             self.max_steps is None or self.max_steps >= 1, f"max steps must be positive, not {self.max_steps}"
         )
-        _require(self.max_time is None or self.max_time > 0, f"max time must be positive, not {self.max_time}")
+        _require(
+            self.max_time is None or self.max_time > 0, f"max time must be positive, not {self.max_time}"
+        )
         _require(self.clip >= 0, f"clip must be >= 0, not {self.clip}")
         _require(0.0 <= self.val_fraction < 1.0, f"val fraction must be in [0, 1), not {self.val_fraction}")
         _require(self.eval_every >= 1, f"eval every must be positive, not {self.eval_every}")
-        _require(self.patience is None or self.patience >= 1, f"patience must be positive, not {self.patience}")
+        _require(
+            self.patience is None or self.patience >= 1, f"patience must be positive, not {self.patience}"
+        )
         _require(
             self.lr_schedule in ("plateau", "cosine", "constant"),
             f"lr schedule must be plateau, cosine or constant, not {self.lr_schedule!r}",
@@ -156,7 +160,8 @@ class RunConfig:
             raise CheckpointError("config.json has no format_version: not an lstmtext checkpoint")
         if version > FORMAT_VERSION:
             raise CheckpointError(
-                f"checkpoint format version {version} is newer than this lstmtext supports ({FORMAT_VERSION}); "
+                f"checkpoint format version {version} is newer than this lstmtext "
+                f"supports ({FORMAT_VERSION}); "
                 "upgrade lstmtext"
             )
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from lstmtext.errors import CorpusError
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.tokenizer import TextTokenizer, bpe_cut_is_exact
 
 _SNIFF_BYTES = 8192  # a NUL byte this early means a binary file, as git and grep decide
 
@@ -34,9 +33,9 @@ def read_text(
     """The text of every source, joined with a newline where one does not already end.
 
     A source is a file, a directory (all ``*.txt`` inside, recursively, in sorted order),
-    ``-`` for standard input, or a catalogue name such as ``tinyshakespeare`` (its train or
-    text file; ``env`` and ``allow_download`` go to ``lstmtext.corpora.resolve``). An existing
-    path wins over a catalogue name.
+    ``-`` for standard input, or a catalogue name: ``tinyshakespeare`` or ``ptb`` (the file to
+    train on: train, text or all) or ``ptb:valid`` (one role; ``env`` and ``allow_download``
+    go to ``lstmtext.corpora.resolve``). An existing path wins over a catalogue name.
     """
     if not sources:
         raise CorpusError("no corpus given")
@@ -70,11 +69,14 @@ def _source_bytes(
         return [(str(path), _read_bytes(path))]
     from lstmtext.corpora import catalogue, resolve  # here: corpora is only needed for names
 
-    if source in catalogue():
-        location = resolve(source, env=env, allow_download=allow_download)
-        file = location.path()
+    name, _, role = source.partition(":")
+    if name in catalogue():
+        location = resolve(name, env=env, allow_download=allow_download)
+        file = location.path(role or None)
         return [(str(file), _read_bytes(file))]
-    raise CorpusError(f"{path}: no such file or directory, nor a corpus name ({', '.join(sorted(catalogue()))})")
+    raise CorpusError(
+        f"{path}: no such file or directory, nor a corpus name ({', '.join(sorted(catalogue()))})"
+    )
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -205,7 +207,7 @@ def cached_ids(
 
     The cache file is keyed by the corpus's path, size and mtime and the sha256 of the
     tokenizer's JSON, so a changed corpus or tokenizer makes a new one (the stale one is
-    removed). The file is tokenised in chunks cut at newlines, where every level encodes the
+    removed). The file is tokenised in chunks cut after newlines where every level encodes the
     same as the whole text (see ``_cut``). ``on_progress(done_bytes, total_bytes)`` follows it.
     """
     path = Path(path)
@@ -261,7 +263,7 @@ def _tokenize_file(
             data = carry + block
             if done == 0:
                 _check_head(data, str(path))
-            cut = len(data) if not block else _cut(data)
+            cut = len(data) if not block else _cut(data, bpe=tokenizer.level == "bpe")
             if cut == 0 and block:
                 carry = data  # no newline yet: read on
                 continue
@@ -283,23 +285,21 @@ def _tokenize_file(
                 return count
 
 
-def _cut(data: bytes) -> int:
-    """Where to end a chunk: just after a newline, 0 when there is none.
+def _cut(data: bytes, bpe: bool) -> int:
+    """Where to end a chunk so that it encodes as in the whole text: just after a newline.
 
-    Preferably a newline between two printable ASCII bytes, where even byte-level BPE cuts
-    the text anyway (see ``tokenizer._split_blocks``); any newline is exact at char and word
-    level and off by at most a merge across the cut at BPE level.
+    Any newline at char and word level; at BPE level only where ``bpe_cut_is_exact`` allows,
+    else (rarely) the last newline, which may cost a merge across the cut. 0 when there is no
+    newline.
     """
-    end = len(data) - 1  # the newline must not be the last byte: its right neighbour is needed
-    while (i := data.rfind(b"\n", 0, end)) > 0:
-        if 0x21 <= data[i - 1] <= 0x7E and 0x21 <= data[i + 1] <= 0x7E:
+    end = len(data) - 2  # the cut test needs the two bytes after the newline
+    while bpe and (i := data.rfind(b"\n", 0, end)) > 0:
+        if bpe_cut_is_exact(chr(data[i - 1]), chr(data[i + 1]), chr(data[i + 2])):
             return i + 1
         end = i
-    last = data.rfind(b"\n")
-    return last + 1
+    return data.rfind(b"\n") + 1
 
 
 def _temp_in(directory: Path, name: str) -> Path:
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(temp)
+    # A fresh name, not an mkstemp file: those are private (0600) and the cache may be shared.
+    return directory / f".{name}.{os.urandom(6).hex()}.tmp"

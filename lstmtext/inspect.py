@@ -273,14 +273,19 @@ def find_units(
         raise ConfigError(f"the pattern {pattern!r} matches no token of the text")
     if matched == len(indicator):
         raise ConfigError(f"the pattern {pattern!r} matches every token of the text; nothing to contrast")
-    keys, columns = [], []
+    keys: list[tuple[int, int, str]] = []
+    columns: list[Tensor] = []
     for layer in range(inspection.num_layers):
         for quantity in quantities:
             columns.append(inspection.values(layer, quantity).double())
             keys.extend((layer, unit, quantity) for unit in range(inspection.hidden_size))
     r = correlations(torch.cat(columns, dim=1), indicator.double())  # (L * Q * H,)
     order = torch.argsort(r.abs(), descending=True, stable=True)[:top]
-    return [UnitMatch(*keys[i], correlation=float(r[i])) for i in order.tolist()]
+    matches = []
+    for i in order.tolist():
+        layer, unit, quantity = keys[i]
+        matches.append(UnitMatch(layer, unit, quantity, float(r[i])))
+    return matches
 
 
 def most_active_unit(inspection: Inspection, layer: int, quantity: str) -> int:

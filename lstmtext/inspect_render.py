@@ -41,12 +41,14 @@ class Series:
     values: Tensor  # (T,)
     low: float
     high: float
+    key: tuple[int, int, str] | None = None  # (layer, unit, quantity) when the series is a unit
 
 
 def unit_series(inspection: Inspection, layer: int, unit: int, quantity: str) -> Series:
     values = inspection.unit(layer, unit, quantity)
     low, high = value_range(quantity, values)
-    return Series(f"layer {inspection.layer_index(layer)} unit {unit} {quantity}", values, low, high)
+    layer = inspection.layer_index(layer)
+    return Series(f"layer {layer} unit {unit} {quantity}", values, low, high, (layer, unit, quantity))
 
 
 def layer_series(inspection: Inspection, layer: int, quantity: str) -> list[Series]:
@@ -57,7 +59,9 @@ def match_series(inspection: Inspection, matches: list[UnitMatch]) -> list[Serie
     series = []
     for match in matches:
         one = unit_series(inspection, match.layer, match.unit, match.quantity)
-        series.append(Series(f"{one.label} (r = {match.correlation:+.2f})", one.values, one.low, one.high))
+        series.append(
+            Series(f"{one.label} (r = {match.correlation:+.2f})", one.values, one.low, one.high, one.key)
+        )
     return series
 
 
@@ -287,7 +291,8 @@ def _text_grid(inspection: Inspection, series: Series) -> tuple[list[str], Tenso
         lines[-1] += char if char.isprintable() else " "
         colours[-1].append(rgb)
     lines, colours = lines[:PNG_TEXT_MAX_LINES], colours[:PNG_TEXT_MAX_LINES]
-    width = max(1, max(len(line) for line in lines))
+    # A fixed width keeps the characters one size whatever the text's line lengths.
+    width = PNG_TEXT_COLUMNS
     grid = torch.full((len(lines), width, 3), 255, dtype=torch.uint8)
     for row, line_colours in enumerate(colours):
         if line_colours:

@@ -1,7 +1,7 @@
 """Language modelling from Python: text in, trained checkpoint or metrics out.
 
-    result = train_language_model(["input.txt"], TokenizerConfig("char"), model_options, TrainConfig())
-    metrics = evaluate_language_model("runs/lm", ["valid.txt"])
+result = train_language_model(["input.txt"], TokenizerConfig("char"), model_options, TrainConfig())
+metrics = evaluate_language_model("runs/lm", ["valid.txt"])
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lstmtext.corpus import TokenStream, read_text, split_ids
 from lstmtext.errors import CorpusError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import TrainEvent, Trainer, TrainResult, evaluate_stream, select_device
+from lstmtext.train import Trainer, TrainEvent, TrainResult, evaluate_stream, select_device
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,9 @@ def train_language_model(
             train_ids, val_ids = ids, None
         if len(train_ids) < 2:
             raise CorpusError("the corpus holds fewer than 2 tokens: nothing to learn")
-        trainer = Trainer(run_config, tokenizer, train_ids, val_ids, out_dir, on_event=on_event, stop_event=stop_event)
+        trainer = Trainer(
+            run_config, tokenizer, train_ids, val_ids, out_dir, on_event=on_event, stop_event=stop_event
+        )
         return trainer.fit(resume=resume)
 
 

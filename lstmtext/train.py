@@ -203,8 +203,8 @@ class Trainer:
         self.train_stream = TokenStream(train_ids, config.batch_size, config.seq_len)
         self.val_stream = None
         if val_ids is not None and len(val_ids) >= 2:
-            val_batch = max(1, min(config.batch_size, (len(val_ids) - 1) // max(config.seq_len, 1)))
-            self.val_stream = TokenStream(val_ids, val_batch, config.seq_len)
+            val_batch, val_seq_len, _ = fit_batch_shape(len(val_ids), config.batch_size, config.seq_len)
+            self.val_stream = TokenStream(val_ids, val_batch, val_seq_len)
         self.steps_per_epoch = len(self.train_stream)
         self.total_steps = self._total_steps()
         self.schedule = LearningRate(config, self.total_steps)

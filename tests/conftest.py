@@ -49,8 +49,22 @@ def tiny_corpus(tmp_path: Path) -> Path:
 
 
 TINY_TRAIN_ARGS = [
-    "--layers", "2", "--hidden", "16", "--embed", "8", "--seq-len", "16", "--batch-size", "4",
-    "--eval-every", "10", "--max-steps", "20", "--random-state", "7",
+    "--layers",
+    "2",
+    "--hidden",
+    "16",
+    "--embed",
+    "8",
+    "--seq-len",
+    "16",
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "10",
+    "--max-steps",
+    "20",
+    "--random-state",
+    "7",
 ]
 
 

@@ -49,7 +49,11 @@ def test_cell_matches_fused_gradients() -> None:
             tensor.grad = None
         out, (h, c) = run()
         ((out - target) ** 2).sum().add(h.sum() * 0.3 + c.sum() * 0.7).backward()
-        return [p.grad.clone() for p in lstm.parameters()] + [inputs.grad.clone(), state[0].grad.clone(), state[1].grad.clone()]
+        return [p.grad.clone() for p in lstm.parameters()] + [
+            inputs.grad.clone(),
+            state[0].grad.clone(),
+            state[1].grad.clone(),
+        ]
 
     fused = gradients(lambda: lstm(inputs, state))
     cell = gradients(lambda: run_lstm(lstm, inputs, state)[:2])
@@ -73,7 +77,12 @@ def test_one_step_follows_the_equations() -> None:
     x, h, c = torch.randn(1, 3), torch.randn(1, 2), torch.randn(1, 2)
     w, u, b = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0
     pre = x @ w.T + h @ u.T + b
-    i, f, g, o = torch.sigmoid(pre[:, :2]), torch.sigmoid(pre[:, 2:4]), torch.tanh(pre[:, 4:6]), torch.sigmoid(pre[:, 6:])
+    i, f, g, o = (
+        torch.sigmoid(pre[:, :2]),
+        torch.sigmoid(pre[:, 2:4]),
+        torch.tanh(pre[:, 4:6]),
+        torch.sigmoid(pre[:, 6:]),
+    )
     new_h, new_c, gates = lstm_cell(x, h, c, w, u, lstm.bias_ih_l0, lstm.bias_hh_l0)
     assert torch.allclose(gates["forget_gate"], f)
     assert torch.allclose(gates["input_gate"], i)
@@ -85,7 +94,9 @@ def test_one_step_follows_the_equations() -> None:
 
 def test_core_implementations_are_interchangeable() -> None:
     torch.manual_seed(3)
-    model = LanguageModel(ModelConfig(vocab_size=13, embedding_dim=8, hidden_size=8, num_layers=2, tie_weights=True))
+    model = LanguageModel(
+        ModelConfig(vocab_size=13, embedding_dim=8, hidden_size=8, num_layers=2, tie_weights=True)
+    )
     model.eval()
     ids = torch.randint(0, 13, (3, 7))
     fused_logits, fused_state = model(ids)

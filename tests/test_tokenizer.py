@@ -90,20 +90,27 @@ def test_char_vocab_is_specials_bytes_and_corpus_characters() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.sampled_from(["ab", "c!", "\n", " ", "\n\n", "  \n", "x\ny", "é", "\t"]), max_size=60))
+@given(
+    st.lists(
+        st.sampled_from(["ab", "c!", "\n", " ", "\n\n", "  \n", "x\ny", "é", "\t", "\n x", " \n 9"]),
+        max_size=60,
+    )
+)
 def test_bpe_blocks_concatenate_to_the_whole_encoding(pieces: list[str]) -> None:
     tokenizer = trained("bpe")
     text = "".join(pieces)
     blocks = _split_blocks(text, 4)
     assert "".join(blocks) == text
+    assert len(_split_blocks(" a \n b \n c \n", 1)) == 3  # PTB's line starts are cut places
     by_block = [i for block in blocks for i in tokenizer.encode(block)]
     assert by_block == tokenizer.encode(text)
 
 
-def test_bpe_encode_array_on_many_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lstmtext.tokenizer._BPE_BLOCK_CHARS", 100)
-    tokenizer = trained("bpe")
-    text = sample_text(10_000, seed=5)
+@pytest.mark.parametrize("level", ["word", "bpe"])
+def test_encode_array_on_many_blocks(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lstmtext.tokenizer._BLOCK_CHARS", 100)
+    tokenizer = trained(level)
+    text = sample_text(10_000, seed=5).replace("\n", " \n ") + "\r\n end"
     assert tokenizer.encode_array(text).tolist() == tokenizer.encode(text)
 
 
@@ -187,4 +194,4 @@ def test_ptb_train_token_count() -> None:
     assert len(ids) == 929_589  # 887,521 words + 42,068 <eos>
     assert int((ids == tokenizer.eos_id).sum()) == 42_068
     assert tokenizer.vocab_size == 3 + 9_998  # PTB's 10k words include <unk> and our <eos>
-    assert tokenizer.unknown_characters(text) == set()
+    assert tokenizer.unknown_characters(text[:10_000]) == set()

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from safetensors.torch import load_file
 
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.language_model import ModelShape, evaluate_language_model, train_language_model
-from lstmtext.train import TrainEvent, Trainer
+from lstmtext.train import Trainer, TrainEvent
 
 from .conftest import TINY_TEXT
 
@@ -23,7 +22,9 @@ SHAPE = ModelShape(embedding_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
 
 
 def small_config(**overrides) -> TrainConfig:
-    values = dict(seq_len=16, batch_size=4, lr=1e-2, eval_every=10, max_steps=30, random_state=3, patience=None)
+    values = dict(
+        seq_len=16, batch_size=4, lr=1e-2, eval_every=10, max_steps=30, random_state=3, patience=None
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -45,7 +46,9 @@ def test_overfits_a_tiny_corpus(tmp_path: Path) -> None:
 def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
-    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, small_config(max_steps=10), tmp_path / "run")
+    train_language_model(
+        [str(corpus)], TokenizerConfig("char"), SHAPE, small_config(max_steps=10), tmp_path / "run"
+    )
     first = load_checkpoint(tmp_path / "run")
     second = load_checkpoint(tmp_path / "run")
     ids = torch.tensor([first.tokenizer.encode("To be, or not")])
@@ -97,7 +100,9 @@ def test_nan_loss_rolls_back_to_last_good_checkpoint(tmp_path: Path) -> None:
 
     tokenizer = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char"))
     ids = tokenizer.encode_array(TINY_TEXT)
-    run_config = RunConfig(TokenizerConfig("char"), SHAPE.model_config(tokenizer.vocab_size), small_config(max_steps=30))
+    run_config = RunConfig(
+        TokenizerConfig("char"), SHAPE.model_config(tokenizer.vocab_size), small_config(max_steps=30)
+    )
     events: list[TrainEvent] = []
     trainer = Trainer(run_config, tokenizer, ids[:900], ids[900:], tmp_path / "run", on_event=events.append)
     real_step = trainer._train_step
@@ -117,7 +122,9 @@ def test_nan_loss_rolls_back_to_last_good_checkpoint(tmp_path: Path) -> None:
 def test_evaluate_reports_bits_per_byte(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
-    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, small_config(max_steps=10), tmp_path / "run")
+    train_language_model(
+        [str(corpus)], TokenizerConfig("char"), SHAPE, small_config(max_steps=10), tmp_path / "run"
+    )
     metrics = evaluate_language_model(tmp_path / "run", [str(corpus)], device="cpu")
     # Char level on ASCII text: one token per byte, so bits per byte equals bits per token.
     assert metrics.bits_per_byte == pytest.approx(metrics.bits_per_token, rel=1e-6)
@@ -129,7 +136,11 @@ def test_other_levels_train(tmp_path: Path, level: str) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT * 4, encoding="utf-8")
     result = train_language_model(
-        [str(corpus)], TokenizerConfig(level, vocab_size=300), SHAPE, small_config(max_steps=10), tmp_path / "run"
+        [str(corpus)],
+        TokenizerConfig(level, vocab_size=300),
+        SHAPE,
+        small_config(max_steps=10),
+        tmp_path / "run",
     )
     assert result.steps == 10
     assert load_checkpoint(tmp_path / "run").config.tokenizer.level == level

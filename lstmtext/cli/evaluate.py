@@ -12,7 +12,9 @@ from lstmtext.language_model import evaluate_language_model
 
 
 def evaluate(
-    data: Annotated[list[str], typer.Argument(help="Held-out text files, a directory, a catalogue name or -.")],
+    data: Annotated[
+        list[str], typer.Argument(help="Held-out text files, a directory, a catalogue name or -.")
+    ],
     model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory.")],
     batch_size: Annotated[int, typer.Option(min=1, help="Parallel streams.")] = 16,
     seq_len: Annotated[int, typer.Option(min=1, help="Tokens per step.")] = 256,

@@ -40,7 +40,9 @@ def info(
         summary["best"] = json.loads(best.read_text(encoding="utf-8"))
     metrics = model / "metrics.jsonl"
     if metrics.exists():
-        records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [
+            json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
         if records:
             summary["steps"] = records[-1].get("step")
             summary["elapsed_minutes"] = round(records[-1].get("elapsed", 0.0) / 60, 2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -123,7 +122,7 @@ def inspect(
     checkpoint = load_checkpoint(model)
     inspection = inspect_text(checkpoint.model, checkpoint.tokenizer, source, max_tokens=max_tokens)
     if inspection.total_tokens > len(inspection):
-        sys.stderr.write(f"lstmtext: note: inspecting the first {max_tokens} tokens only (--max-tokens)\n")
+        typer.echo(f"lstmtext: note: inspecting the first {max_tokens} tokens only (--max-tokens)", err=True)
 
     layer = inspection.layer_index(layer)
     chosen_quantity = quantity.value
@@ -142,45 +141,33 @@ def inspect(
     at = position_index(inspection, position)
     actual = inspection.pieces[at + 1] if at + 1 < len(inspection) else None
 
-    if html is not None or png is not None:
-        indicator = (
-            [render.indicator_series(pattern_indicator(inspection, find), find)] if find is not None else []
+    indicator = (
+        [render.indicator_series(pattern_indicator(inspection, find), find)] if find is not None else []
+    )
+    if html is not None:
+        series = render.match_series(inspection, matches) + render.layer_series(
+            inspection, layer, chosen_quantity
         )
-        if html is not None:
-            found = render.match_series(inspection, matches)
-            series = found + render.layer_series(inspection, layer, chosen_quantity)
-            render.write_html(
-                html,
-                inspection,
-                series,
-                selected=0 if found else unit,
-                subtitle=f"model {model}, {len(inspection)} tokens",
-            )
-        if png is not None:
-            rows = (
-                render.match_series(inspection, matches)
-                if matches
-                else _busiest(inspection, layer, chosen_quantity)
-            )
-            render.write_png(png, inspection, selected, indicator + rows, saturations or None)
+        keys = [s.key for s in series]
+        if selected.key not in keys:
+            series, keys = [selected, *series], [selected.key, *keys]
+        subtitle = f"model {model}, {len(inspection)} tokens"
+        render.write_html(html, inspection, series, selected=keys.index(selected.key), subtitle=subtitle)
+        typer.echo(f"wrote {html}", err=True)
+    if png is not None:
+        rows = (
+            render.match_series(inspection, matches)
+            if matches
+            else _busiest(inspection, layer, chosen_quantity)
+        )
+        render.write_png(png, inspection, selected, indicator + rows, saturations or None)
+        typer.echo(f"wrote {png}", err=True)
 
     if as_json:
-        typer.echo(
-            json.dumps(
-                _as_dict(
-                    inspection,
-                    layer,
-                    unit,
-                    chosen_quantity,
-                    selected,
-                    predictions,
-                    at,
-                    matches,
-                    saturations,
-                    find,
-                )
-            )
+        result = _as_dict(
+            inspection, layer, unit, chosen_quantity, selected, predictions, at, matches, saturations, find
         )
+        typer.echo(json.dumps(result))
         return
     console = Console()
     console.print(render.colour_legend(selected))
@@ -191,9 +178,6 @@ def inspect(
         console.print(render.matches_table(matches, find))  # type: ignore[arg-type]
     if saturations:
         console.print(render.saturation_table(saturations))
-    for path in (html, png):
-        if path is not None:
-            sys.stderr.write(f"wrote {path}\n")
 
 
 def _busiest(inspection: Inspection, layer: int, quantity: str) -> list[render.Series]:

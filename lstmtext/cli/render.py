@@ -73,7 +73,9 @@ class TrainingDisplay:
 
     def __call__(self, event: TrainEvent) -> None:
         if event.kind in ("warning", "stop"):
-            self.console.print(f"[yellow]warning:[/] {event.message}" if event.kind == "warning" else event.message)
+            self.console.print(
+                f"[yellow]warning:[/] {event.message}" if event.kind == "warning" else event.message
+            )
             return
         if event.kind == "eval":
             self.val_loss = event.val_loss

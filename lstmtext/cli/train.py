@@ -69,44 +69,102 @@ def stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
 def train(
     corpus: Annotated[
         list[str],
-        typer.Argument(help="Text files, a directory of .txt files, a catalogue name (e.g. tinyshakespeare) or -."),
+        typer.Argument(
+            help="Text files, a directory of .txt files, a catalogue name (e.g. tinyshakespeare) or -."
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics).", rich_help_panel=RUN)] = Path("runs/lm"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics).", rich_help_panel=RUN)
+    ] = Path("runs/lm"),
     level: Annotated[Level, typer.Option(help="Token level.", rich_help_panel=DATA)] = Level.char,
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.", rich_help_panel=DATA)] = 8000,
-    min_frequency: Annotated[int, typer.Option(help="Word level: rarer words become <unk>.", rich_help_panel=DATA)] = 1,
-    max_vocab: Annotated[int | None, typer.Option(help="Word level: keep only the most frequent words.", rich_help_panel=DATA)] = None,
+    min_frequency: Annotated[
+        int, typer.Option(help="Word level: rarer words become <unk>.", rich_help_panel=DATA)
+    ] = 1,
+    max_vocab: Annotated[
+        int | None, typer.Option(help="Word level: keep only the most frequent words.", rich_help_panel=DATA)
+    ] = None,
     lowercase: Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=DATA)] = False,
-    val: Annotated[list[str] | None, typer.Option("--val", help="Validation text (instead of --val-fraction).", rich_help_panel=DATA)] = None,
-    val_fraction: Annotated[float, typer.Option(help="Last fraction of the corpus kept for validation.", rich_help_panel=DATA)] = 0.1,
-    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.", rich_help_panel=DATA)] = "utf-8",
-    errors: Annotated[str, typer.Option(help="Undecodable bytes: strict (error) or replace.", rich_help_panel=DATA)] = "strict",
+    val: Annotated[
+        list[str] | None,
+        typer.Option("--val", help="Validation text (instead of --val-fraction).", rich_help_panel=DATA),
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Last fraction of the corpus kept for validation.", rich_help_panel=DATA)
+    ] = 0.1,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of the corpus.", rich_help_panel=DATA)
+    ] = "utf-8",
+    errors: Annotated[
+        str, typer.Option(help="Undecodable bytes: strict (error) or replace.", rich_help_panel=DATA)
+    ] = "strict",
     layers: Annotated[int, typer.Option(help="Stacked LSTM layers.", rich_help_panel=MODEL)] = 2,
     hidden: Annotated[int, typer.Option(help="LSTM hidden size.", rich_help_panel=MODEL)] = 512,
     embed: Annotated[int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)] = 128,
-    dropout: Annotated[float, typer.Option(help="Dropout between layers and on the output.", rich_help_panel=MODEL)] = 0.2,
+    dropout: Annotated[
+        float, typer.Option(help="Dropout between layers and on the output.", rich_help_panel=MODEL)
+    ] = 0.2,
     embed_dropout: Annotated[float, typer.Option(help="Dropout on embeddings.", rich_help_panel=MODEL)] = 0.0,
-    tie_weights: Annotated[bool, typer.Option(help="Share the embedding with the output layer (needs --embed == --hidden).", rich_help_panel=MODEL)] = False,
+    tie_weights: Annotated[
+        bool,
+        typer.Option(
+            help="Share the embedding with the output layer (needs --embed == --hidden).",
+            rich_help_panel=MODEL,
+        ),
+    ] = False,
     seq_len: Annotated[int, typer.Option(help="Truncated-BPTT length.", rich_help_panel=OPTIM)] = 100,
     batch_size: Annotated[int, typer.Option(help="Streams trained in parallel.", rich_help_panel=OPTIM)] = 64,
     lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=OPTIM)] = 2e-3,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", rich_help_panel=OPTIM)] = Optimizer.adam,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)] = 0.0,
-    schedule: Annotated[Schedule, typer.Option(help="Learning-rate schedule.", rich_help_panel=OPTIM)] = Schedule.plateau,
+    schedule: Annotated[
+        Schedule, typer.Option(help="Learning-rate schedule.", rich_help_panel=OPTIM)
+    ] = Schedule.plateau,
     warmup: Annotated[int, typer.Option(help="Warm-up steps.", rich_help_panel=OPTIM)] = 0,
-    clip: Annotated[float, typer.Option(help="Gradient-norm clipping (0: off).", rich_help_panel=OPTIM)] = 5.0,
-    epochs: Annotated[float | None, typer.Option(help="Passes over the corpus (default 1 unless --max-steps/--max-time).", rich_help_panel=RUN)] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.", rich_help_panel=RUN)] = None,
-    max_time: Annotated[float | None, typer.Option(help="Stop after this many minutes.", rich_help_panel=RUN)] = None,
-    eval_every: Annotated[int, typer.Option(help="Steps between evaluations and checkpoints.", rich_help_panel=RUN)] = 200,
-    eval_batches: Annotated[int | None, typer.Option(help="Validation batches per evaluation (default: all).", rich_help_panel=RUN)] = None,
-    patience: Annotated[int, typer.Option(help="Evaluations without improvement before stopping (0: never).", rich_help_panel=RUN)] = 5,
-    keep_last: Annotated[int, typer.Option(help="Step checkpoints kept besides the best and the last.", rich_help_panel=RUN)] = 2,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.", rich_help_panel=RUN)] = False,
-    random_state: Annotated[int, typer.Option(help="Random seed for weights, dropout and sampling.", rich_help_panel=RUN)] = 1337,
+    clip: Annotated[
+        float, typer.Option(help="Gradient-norm clipping (0: off).", rich_help_panel=OPTIM)
+    ] = 5.0,
+    epochs: Annotated[
+        float | None,
+        typer.Option(
+            help="Passes over the corpus (default 1 unless --max-steps/--max-time).", rich_help_panel=RUN
+        ),
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many steps.", rich_help_panel=RUN)
+    ] = None,
+    max_time: Annotated[
+        float | None, typer.Option(help="Stop after this many minutes.", rich_help_panel=RUN)
+    ] = None,
+    eval_every: Annotated[
+        int, typer.Option(help="Steps between evaluations and checkpoints.", rich_help_panel=RUN)
+    ] = 200,
+    eval_batches: Annotated[
+        int | None,
+        typer.Option(help="Validation batches per evaluation (default: all).", rich_help_panel=RUN),
+    ] = None,
+    patience: Annotated[
+        int,
+        typer.Option(help="Evaluations without improvement before stopping (0: never).", rich_help_panel=RUN),
+    ] = 5,
+    keep_last: Annotated[
+        int, typer.Option(help="Step checkpoints kept besides the best and the last.", rich_help_panel=RUN)
+    ] = 2,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last checkpoint.", rich_help_panel=RUN)
+    ] = False,
+    random_state: Annotated[
+        int, typer.Option(help="Random seed for weights, dropout and sampling.", rich_help_panel=RUN)
+    ] = 1337,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN)] = "auto",
-    precision: Annotated[Precision, typer.Option(help="auto picks bf16 where the hardware accelerates it.", rich_help_panel=RUN)] = Precision.fp32,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: torch's choice, one per core).", rich_help_panel=RUN)] = None,
+    precision: Annotated[
+        Precision,
+        typer.Option(help="auto picks bf16 where the hardware accelerates it.", rich_help_panel=RUN),
+    ] = Precision.fp32,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="CPU threads (default: torch's choice, one per core).", rich_help_panel=RUN),
+    ] = None,
 ) -> None:
     """Train a language model on CORPUS and save it in --out.
 
