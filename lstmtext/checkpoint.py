@@ -33,6 +33,7 @@ from torch import nn
 
 from lstmtext.config import RunConfig
 from lstmtext.errors import CheckpointError, OutputLocked
+from lstmtext.files import atomic_write_bytes, atomic_write_text
 from lstmtext.model import Classifier, LanguageModel, build_model
 from lstmtext.tokenizer import TextTokenizer
 
@@ -44,26 +45,6 @@ TRAINER_STATE = "trainer_state.json"
 BEST = "best.json"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -214,6 +195,7 @@ def write_resume_checkpoint(
     """
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging.chmod(0o755 & ~_umask())  # mkdtemp makes private folders; a checkpoint is an ordinary one
     try:
         write_model_files(staging, config, tokenizer, model)
         atomic_write_bytes(staging / OPTIMIZER, _tensor_bytes(extra_tensors))
@@ -230,6 +212,12 @@ def write_resume_checkpoint(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def read_resume_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

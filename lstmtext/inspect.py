@@ -127,10 +127,10 @@ def _locate(text: str, piece: str, position: int) -> int:
     """Where `piece` starts in `text` at `position`, after whitespace only; -1 if not there."""
     if text.startswith(piece, position):
         return position
-    found = text.find(piece, position) if piece else -1
-    if found > position and text[position:found].isspace():
-        return found
-    return -1
+    after_gap = position
+    while after_gap < len(text) and text[after_gap].isspace():
+        after_gap += 1
+    return after_gap if after_gap > position and text.startswith(piece, after_gap) else -1
 
 
 @torch.no_grad()

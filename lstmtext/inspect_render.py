@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 from torch import Tensor
 
-from lstmtext.checkpoint import atomic_write_bytes, atomic_write_text
 from lstmtext.errors import LstmTextError
+from lstmtext.files import atomic_write_bytes, atomic_write_text
 from lstmtext.inspect import (
     SIGMOID_GATES,
     GateSaturation,

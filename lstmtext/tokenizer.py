@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 from lstmtext.config import TokenizerConfig
 from lstmtext.errors import TokenizerError
+from lstmtext.files import atomic_write_text
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -94,16 +94,7 @@ class TextTokenizer:
         return self._hf.to_str()
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        # Temp file in the same directory, then rename: a crash never leaves half a tokenizer.
-        # (Not mkstemp: its files are private, 0600; this one gets the umask's permissions.)
-        temp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-        try:
-            temp.write_text(self.to_str(), encoding="utf-8")
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        atomic_write_text(Path(path), self.to_str())
 
     # ---- vocabulary
 
