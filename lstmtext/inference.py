@@ -18,7 +18,11 @@ pointwise ops on preallocated buffers:
   slice of it. Layers run in order, so layer l reads h_{l-1} of this step and its own
   h_l of the previous one, as the recurrence wants.
 
-Dropout is off (eval). The numbers equal LanguageModel's to float rounding (tests: 1e-5).
+Dropout is off (eval). In fp32 the numbers equal LanguageModel's to float rounding (tests:
+1e-5). `precision="bf16"` keeps the matrices in bfloat16 (half the bytes each token reads)
+and multiplies them with oneDNN's packed-weight kernel, which uses the CPU's bf16 dot
+product instructions; cell state, gates and biases stay fp32. It is opt-in: see
+BENCHMARKS.md for its speed and its effect on held-out loss.
 """
 
 from __future__ import annotations
@@ -28,10 +32,34 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lstmtext.errors import ConfigError
 from lstmtext.model import LanguageModel, State
 
 # Above this size (bytes) layer 0 keeps the embedding rather than a (V, 4H) table.
 TABLE_LIMIT = 64 << 20
+PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_available() -> bool:
+    """Whether this torch build and CPU have oneDNN's bf16 matrix product."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class _PackedBf16:
+    """x (B, K) bf16 @ W^T, W (N, K) packed once by oneDNN -> (B, N) bf16.
+
+    torch.ops.mkldnn._linear_pointwise is what torch.compile emits for CPU linears; plain
+    torch.mm on bf16 is slower here than fp32 (no packed-weight gemv path).
+    """
+
+    def __init__(self, weight: Tensor) -> None:
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.to(torch.bfloat16).contiguous(), 1)
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(inputs, self.packed, None, "none", [], "")
 
 
 def _gate_order(hidden_size: int) -> Tensor:
@@ -89,12 +117,22 @@ class InferenceStep:
         logits = step.step(next_ids, state)         # (B, V), one token per row
     """
 
-    def __init__(self, model: LanguageModel, *, table_limit: int = TABLE_LIMIT) -> None:
+    def __init__(self, model: LanguageModel, *, precision: str = "fp32", table_limit: int = TABLE_LIMIT) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"inference precision must be fp32 or bf16, not {precision!r}")
+        if precision == "bf16" and not bf16_available():
+            raise ConfigError("bf16 inference needs a CPU with bf16 support and torch built with oneDNN")
         config = model.config
         self.model = model
+        self.device = model.head.weight.device
+        if precision == "bf16" and self.device.type != "cpu":
+            raise ConfigError("bf16 inference is a CPU path; use fp32 on other devices")
+        self.precision = precision
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32  # of the hidden buffer
         self.num_layers = config.num_layers
         self.hidden_size = h = config.hidden_size
         self.vocab_size = config.vocab_size
+        self.suppressed: Tensor | None = None
         order = _gate_order(h)
         lstm = model.core.lstm
         with torch.inference_mode():
@@ -116,9 +154,22 @@ class InferenceStep:
                     self.weights.append(torch.cat([w_ih, w_hh], dim=1).T.contiguous())
                 self.biases.append(bias.contiguous())
             if not self.use_table:
-                self.embedding = embedding.contiguous()
+                self.embedding = embedding.to(self.dtype).contiguous()
             self.head_weight = model.head.weight.detach().float().T.contiguous()  # (H, V)
             self.head_bias = model.head.bias.detach().float()[None, :].contiguous()  # (1, V)
+            if precision == "bf16":
+                self.packed = [_PackedBf16(w.T) for w in self.weights]
+                self.packed_head = _PackedBf16(self.head_weight.T)
+
+    def suppress(self, token_ids: list[int]) -> None:
+        """Make these tokens impossible: their logits become -inf, in step() and prime() alike.
+
+        Generation uses it for tokens the tokenizer never produces at its level (<pad>, and
+        at char/BPE level <unk> and <eos>), which would otherwise be sampled now and then.
+        """
+        self.suppressed = torch.tensor(token_ids, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            self.head_bias[:, self.suppressed] = float("-inf")
 
     def _layer_input_slice(self, layer: int) -> slice:
         h, x = self.hidden_size, self.input_width
@@ -134,11 +185,11 @@ class InferenceStep:
         """All-zero state for `batch_size` rows, as the model starts."""
         h, n = self.hidden_size, self.num_layers
         with torch.inference_mode():
-            hidden = torch.zeros(batch_size, self.input_width + n * h)
-            cell = torch.zeros(n, batch_size, h)
+            hidden = torch.zeros(batch_size, self.input_width + n * h, dtype=self.dtype, device=self.device)
+            cell = torch.zeros(n, batch_size, h, device=self.device)
             layers = []
             for layer in range(n):
-                gates = torch.empty(batch_size, 4 * h)
+                gates = torch.empty(batch_size, 4 * h, device=self.device)
                 layers.append(
                     _LayerViews(
                         inputs=hidden[:, self._layer_input_slice(layer)],
@@ -155,15 +206,15 @@ class InferenceStep:
             return StepState(
                 hidden=hidden,
                 cell=cell,
-                scratch=torch.empty(batch_size, h),
-                logits=torch.empty(batch_size, self.vocab_size),
+                scratch=torch.empty(batch_size, h, device=self.device),
+                logits=torch.empty(batch_size, self.vocab_size, device=self.device),
                 layers=layers,
             )
 
     def to_core_state(self, state: StepState) -> State:
         """(h, c), each (L, B, H), as LSTMCore takes and returns it."""
         with torch.inference_mode():
-            hidden = torch.stack([state.hidden[:, self._hidden_slice(i)] for i in range(self.num_layers)])
+            hidden = torch.stack([state.hidden[:, self._hidden_slice(i)] for i in range(self.num_layers)]).float()
             return hidden, state.cell.clone()
 
     def load_core_state(self, core_state: State, state: StepState) -> None:
@@ -182,13 +233,18 @@ class InferenceStep:
         with torch.inference_mode():
             outputs, core_state = self.model.core(ids, self.to_core_state(state))
             self.load_core_state(core_state, state)
-            return self.model.head(outputs[:, -1]).float()
+            logits = self.model.head(outputs[:, -1]).float()  # (B, V)
+            if self.suppressed is not None:
+                logits[:, self.suppressed] = float("-inf")
+            return logits
 
     def step(self, ids: Tensor, state: StepState) -> Tensor:
         """One token per row: ids (B,) int64 -> logits (B, V), state updated in place.
 
         The logits tensor is a buffer of `state`, overwritten by the next step.
         """
+        if self.precision == "bf16":
+            return self._step_bf16(ids, state)
         with torch.inference_mode():
             if not self.use_table:
                 torch.index_select(self.embedding, 0, ids, out=state.hidden[:, : self.input_width])
@@ -204,3 +260,22 @@ class InferenceStep:
                 torch.tanh(views.cell, out=state.scratch)
                 torch.mul(views.output_gate, state.scratch, out=views.hidden)
             return torch.addmm(self.head_bias, state.layers[-1].hidden, self.head_weight, out=state.logits)
+
+    def _step_bf16(self, ids: Tensor, state: StepState) -> Tensor:
+        """step() with bf16 matrix products; the pointwise part is the same fp32 code."""
+        with torch.inference_mode():
+            if not self.use_table:
+                torch.index_select(self.embedding, 0, ids, out=state.hidden[:, : self.input_width])
+            for layer, views in enumerate(state.layers):
+                product = self.packed[layer](views.inputs)  # (B, 4H) bf16
+                if layer == 0 and self.use_table:
+                    torch.index_select(self.table, 0, ids, out=views.gates)
+                    views.gates.add_(product)
+                else:
+                    torch.add(self.biases[layer], product, out=views.gates)
+                views.sigmoid_part.sigmoid_()
+                views.candidate.tanh_()
+                views.cell.mul_(views.forget_gate).addcmul_(views.input_gate, views.candidate)
+                torch.tanh(views.cell, out=state.scratch)
+                torch.mul(views.output_gate, state.scratch, out=views.hidden)
+            return torch.add(self.head_bias, self.packed_head(state.layers[-1].hidden), out=state.logits)

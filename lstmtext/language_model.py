@@ -6,6 +6,7 @@ metrics = evaluate_language_model("runs/lm", ["valid.txt"])
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -15,8 +16,11 @@ from pathlib import Path
 import torch
 
 from lstmtext import checkpoint as ckpt
+from lstmtext.bigcorpus import BIG_CORPUS_BYTES, BIG_EVAL_BATCHES, big_corpus_file, default_cache_dir
+from lstmtext.bigcorpus import memory_mapped_ids, read_sample
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, read_text, split_ids
+from lstmtext.distributed import Distributed, process_group
 from lstmtext.errors import CorpusError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
@@ -59,24 +63,49 @@ def train_language_model(
     errors: str = "strict",
     on_event: Callable[[TrainEvent], None] | None = None,
     stop_event: threading.Event | None = None,
+    distributed: Distributed | None = None,
+    cache_dir: Path | None = None,
+    big_corpus_bytes: int = BIG_CORPUS_BYTES,
 ) -> TrainResult:
-    """Read the corpus, build (or, on resume, reload) the tokenizer, and train."""
+    """Read the corpus, build (or, on resume, reload) the tokenizer, and train.
+
+    `distributed`: this process's rank under torchrun (`lstmtext.distributed.from_environment()`);
+    the process group is joined here, and every rank must call this with the same arguments.
+    A single UTF-8 file of `big_corpus_bytes` or more (any size with `cache_dir`) is memory-mapped
+    from an id cache instead of read whole (see lstmtext.bigcorpus).
+    """
     out_dir = Path(out_dir)
+    distributed = distributed or Distributed()
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
-    with ckpt.OutputLock(out_dir):
-        text = read_text(sources, encoding=encoding, errors=errors)
+    device = distributed.device_for(select_device(train_config.device))
+    # Only rank 0 writes into out_dir, so only it holds the lock.
+    lock = ckpt.OutputLock(out_dir) if distributed.is_main else contextlib.nullcontext()
+    with process_group(distributed, device), lock:
+        big = big_corpus_file(
+            sources, encoding=encoding, errors=errors, cache_dir=cache_dir, threshold=big_corpus_bytes
+        )
+        # A big file is never read whole: the tokenizer learns from its head, the ids are memory-mapped.
+        text = read_text(sources, encoding=encoding, errors=errors) if big is None else read_sample(big)
+        if big is not None and not val_sources and train_config.eval_batches is None:
+            train_config = replace(train_config, eval_batches=BIG_EVAL_BATCHES)
         val_text = read_text(val_sources, encoding=encoding, errors=errors) if val_sources else None
         if resume:
             previous = ckpt.read_config(out_dir / "checkpoints" / "last")
             tokenizer = TextTokenizer.load(out_dir / "checkpoints" / "last" / ckpt.TOKENIZER)
             run_config = replace(previous, train=train_config)
         else:
-            tokenizer = TextTokenizer.train([text], tokenizer_config)
+            # Trained once, on rank 0, so that every rank has exactly the same vocabulary.
+            trained = TextTokenizer.train([text], tokenizer_config).to_str() if distributed.is_main else None
+            tokenizer = TextTokenizer.from_str(distributed.broadcast_text(trained))
             run_config = RunConfig(
                 tokenizer=tokenizer_config, model=shape.model_config(tokenizer.vocab_size), train=train_config
             )
-        ids = tokenizer.encode_array(text)
+        if big is None:
+            ids = tokenizer.encode_array(text)
+        else:
+            cache = cache_dir or default_cache_dir(big, out_dir)
+            ids = memory_mapped_ids(big, tokenizer, cache, distributed=distributed, on_event=on_event)
         if val_text is not None:
             train_ids, val_ids = ids, tokenizer.encode_array(val_text)
         elif train_config.val_fraction > 0:
@@ -86,7 +115,14 @@ def train_language_model(
         if len(train_ids) < 2:
             raise CorpusError("the corpus holds fewer than 2 tokens: nothing to learn")
         trainer = Trainer(
-            run_config, tokenizer, train_ids, val_ids, out_dir, on_event=on_event, stop_event=stop_event
+            run_config,
+            tokenizer,
+            train_ids,
+            val_ids,
+            out_dir,
+            on_event=on_event,
+            stop_event=stop_event,
+            distributed=distributed,
         )
         return trainer.fit(resume=resume)
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from lstmtext import checkpoint as ckpt
 from lstmtext.config import RunConfig, TrainConfig
 from lstmtext.corpus import TokenStream, fit_batch_shape
+from lstmtext.distributed import Distributed, local_batch_size, row_block
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel, State
 from lstmtext.tokenizer import TextTokenizer
@@ -109,6 +110,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def shard_stream(
+    ids: np.ndarray, batch_size: int, seq_len: int, rank: int, world_size: int
+) -> TokenStream | None:
+    """Rank `rank`'s rows of TokenStream(ids, batch_size, seq_len), or None if it gets no row.
+
+    The rows are split into contiguous blocks (see distributed.row_block), so rank r reads
+    its own stretch of the corpus and all ranks together read the single-process batch.
+    """
+    if world_size == 1:
+        return TokenStream(ids, batch_size, seq_len)
+    row_len = len(ids) // batch_size
+    rows = row_block(batch_size, rank, world_size)
+    if not rows:
+        return None
+    return TokenStream(ids[rows.start * row_len : rows.stop * row_len], len(rows), seq_len)
+
+
 def detach_state(state: State) -> State:
     # Truncated BPTT: keep the values, cut the graph, so backprop stops at the batch edge.
     return state[0].detach(), state[1].detach()
@@ -167,7 +185,12 @@ class LearningRate:
 
 
 class Trainer:
-    """Trains a LanguageModel on a token-id stream and writes checkpoints into `out_dir`."""
+    """Trains a LanguageModel on a token-id stream and writes checkpoints into `out_dir`.
+
+    With `distributed` (several ranks under torchrun, process group already joined), each
+    rank trains on its block of the batch rows through DistributedDataParallel;
+    `config.batch_size` is the global batch. Rank 0 alone emits events and writes files.
+    """
 
     def __init__(
         self,
@@ -180,10 +203,19 @@ class Trainer:
         on_event: Callable[[TrainEvent], None] | None = None,
         stop_event: threading.Event | None = None,
         model: LanguageModel | None = None,
+        distributed: Distributed | None = None,
     ) -> None:
         config = run_config.train
-        self.on_event = on_event or (lambda event: None)
+        self.dist = distributed or Distributed()
+        world = self.dist.world_size
+        self.on_event = (on_event or (lambda event: None)) if self.dist.is_main else (lambda event: None)
+        local_batch_size(config.batch_size, world)  # refuse a global batch that does not split evenly
         batch_size, seq_len, warning = fit_batch_shape(len(train_ids), config.batch_size, config.seq_len)
+        if warning and batch_size % world:
+            batch_size -= batch_size % world
+            if batch_size == 0:
+                raise ConfigError(f"the corpus is too short to give each of {world} processes a batch row")
+            warning += f" (rounded down to {batch_size}, a multiple of the {world} processes)"
         if warning:
             self.on_event(TrainEvent("warning", 0, 0, message=warning))
             config = replace(config, batch_size=batch_size, seq_len=seq_len)
@@ -193,25 +225,35 @@ class Trainer:
         self.tokenizer = tokenizer
         self.out_dir = Path(out_dir)
         self.stop_event = stop_event or threading.Event()
-        self.device = select_device(config.device)
+        self.device = self.dist.device_for(select_device(config.device))
         self.precision = resolve_precision(config.precision, self.device)
         torch.manual_seed(config.random_state)
         self.model = model if model is not None else LanguageModel(run_config.model)
         self.model.to(self.device)
+        # What the loop runs forward and backward: DDP over self.model when there are peers.
+        self.network = self.dist.wrap(self.model, self.device)
+        if self.dist.enabled:
+            torch.manual_seed(config.random_state + self.dist.rank)  # each rank its own dropout masks
         self.optimizer = make_optimizer(self.model, config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        self.train_stream = TokenStream(train_ids, config.batch_size, config.seq_len)
+        self.local_batch = config.batch_size // world
+        train_stream = shard_stream(train_ids, config.batch_size, config.seq_len, self.dist.rank, world)
+        assert train_stream is not None  # every rank has local_batch >= 1 rows
+        self.train_stream = train_stream
         self.val_stream = None
         if val_ids is not None and len(val_ids) >= 2:
             val_batch, val_seq_len, _ = fit_batch_shape(len(val_ids), config.batch_size, config.seq_len)
-            self.val_stream = TokenStream(val_ids, val_batch, val_seq_len)
+            # Validation rows may not split evenly (or at all); losses are summed over ranks.
+            self.val_stream = shard_stream(val_ids, val_batch, val_seq_len, self.dist.rank, world)
+        self.has_validation = val_ids is not None and len(val_ids) >= 2
         self.steps_per_epoch = len(self.train_stream)
         self.total_steps = self._total_steps()
         self.schedule = LearningRate(config, self.total_steps)
         # Loop position and history: everything a resume must restore.
         self.step = 0
         self.batch_index = 0
-        self.state: State = self.model.core.initial_state(config.batch_size, self.device)
+        # h, c (L, B / world, H): this rank's rows of the carried state
+        self.state: State = self.model.core.initial_state(self.local_batch, self.device)
         self.best_val_loss: float | None = None
         self.best_step: int | None = None
         self.stalled_evals = 0
@@ -248,9 +290,18 @@ class Trainer:
         }
 
     def save_resume(self) -> None:
+        """Write checkpoints/last (rank 0), with the carried state of the whole global batch."""
         self.last_saved_step = self.step
+        # h, c (L, B, H): gathered from all ranks (a collective, so every rank comes here), so
+        # the checkpoint is the same as a single process's and resumes on any number of ranks.
+        hidden, cell = (self.dist.gather_rows(t, dim=1) for t in self.state)
+        if self.dist.is_main:
+            self._write_resume(hidden, cell)
+        self.dist.barrier()  # no rank reads checkpoints/last (rollback) before it is complete
+
+    def _write_resume(self, hidden: Tensor, cell: Tensor) -> None:
         tensors, _ = ckpt.optimizer_tensors(self.optimizer)
-        tensors["carry.hidden"], tensors["carry.cell"] = self.state
+        tensors["carry.hidden"], tensors["carry.cell"] = hidden, cell
         ckpt.write_resume_checkpoint(
             self.out_dir / "checkpoints" / "last",
             config=self.run_config,
@@ -269,6 +320,8 @@ class Trainer:
         ckpt.atomic_write_text(self.out_dir / ckpt.METRICS, "".join(json.dumps(h) + "\n" for h in self.history))
 
     def _save_best(self) -> None:
+        if not self.dist.is_main:
+            return
         ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
         ckpt.atomic_write_text(
             self.out_dir / ckpt.BEST,
@@ -297,11 +350,20 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"cannot resume from {directory}: trainer state is incomplete ({error})") from None
+        if self.dist.enabled:
+            # The checkpoint holds rank 0's RNG; reseeding keeps the ranks' dropout masks apart.
+            torch.manual_seed(self.config.random_state + self.step * self.dist.world_size + self.dist.rank)
+        # h, c (L, B, H) of the global batch; this rank carries its block of rows (L, B/world, H).
         hidden, cell = tensors.get("carry.hidden"), tensors.get("carry.cell")
-        if hidden is not None and cell is not None and hidden.shape == self.state[0].shape:
-            self.state = (hidden.to(self.device), cell.to(self.device))
+        global_shape = (self.model.config.num_layers, self.config.batch_size, self.model.config.hidden_size)
+        if hidden is not None and cell is not None and tuple(hidden.shape) == global_shape:
+            rows = row_block(self.config.batch_size, self.dist.rank, self.dist.world_size)
+            self.state = (
+                hidden[:, rows.start : rows.stop].to(self.device),
+                cell[:, rows.start : rows.stop].to(self.device),
+            )
         else:
-            self.state = self.model.core.initial_state(self.config.batch_size, self.device)
+            self.state = self.model.core.initial_state(self.local_batch, self.device)
         history_path = self.out_dir / ckpt.METRICS
         if history_path.exists():
             lines = history_path.read_text(encoding="utf-8").splitlines()
@@ -318,7 +380,7 @@ class Trainer:
         while True:
             if self.batch_index >= self.steps_per_epoch:
                 self.batch_index = 0
-                self.state = self.model.core.initial_state(self.config.batch_size, self.device)
+                self.state = self.model.core.initial_state(self.local_batch, self.device)
             inputs, targets = self.train_stream.batch(self.batch_index)
             pin = self.device.type == "cuda"
             if pin:
@@ -329,7 +391,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast_context(self.precision, self.device):
-            logits, state = self.model(inputs, self.state)
+            logits, state = self.network(inputs, self.state)
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -340,19 +402,24 @@ class Trainer:
         self.scaler.update()
         self.state = detach_state(state)
         # .item() syncs with the device once per step; the loss is needed for the NaN guard anyway.
-        return loss.item()
+        # Averaged over ranks: the loss of the global batch, so every rank takes the same NaN decision.
+        return self.dist.mean(loss.item())
 
     def _evaluate(self) -> float | None:
-        if self.val_stream is None:
+        if not self.has_validation:
             return None
-        loss, _ = evaluate_stream(
-            self.model,
-            self.val_stream,
-            self.device,
-            precision=self.precision,
-            max_batches=self.config.eval_batches,
-        )
-        return loss
+        total, count = 0.0, 0
+        if self.val_stream is not None:  # None: this rank got no validation row
+            loss, count = evaluate_stream(
+                self.model,
+                self.val_stream,
+                self.device,
+                precision=self.precision,
+                max_batches=self.config.eval_batches,
+            )
+            total = loss * count
+        total, count = self.dist.all_reduce_sum([total, count])
+        return total / count
 
     def _rollback(self, loss: float) -> bool:
         """Non-finite loss: go back to the last checkpoint with half the rate. False: give up."""
@@ -372,6 +439,15 @@ class Trainer:
         )
         return True
 
+    def _should_stop(self) -> str | None:
+        """max_time or interrupted; decided by all ranks together, so they stop at the same step."""
+        max_time = self.config.max_time
+        out_of_time = max_time is not None and self.elapsed_before + self._elapsed() >= max_time
+        out_of_time, interrupted = self.dist.any_rank([out_of_time, self.stop_event.is_set()])
+        if out_of_time:
+            return "max_time"
+        return "interrupted" if interrupted else None
+
     def fit(self, resume: bool = False) -> TrainResult:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -379,7 +455,7 @@ class Trainer:
             if not last.exists() and not last.with_name(".last.old").exists():
                 raise CheckpointError(f"nothing to resume: {last} does not exist")
             self.restore(last)
-        else:
+        elif self.dist.is_main:
             ckpt.write_model_files(self.out_dir, self.run_config, self.tokenizer, self.model)
         self._started = time.perf_counter()
         self.model.train()
@@ -391,11 +467,9 @@ class Trainer:
         while True:
             if self.total_steps and self.step >= self.total_steps:
                 break
-            if self.config.max_time is not None and self.elapsed_before + self._elapsed() >= self.config.max_time:
-                stop_reason = "max_time"
-                break
-            if self.stop_event.is_set():
-                stop_reason = "interrupted"
+            reason = self._should_stop()
+            if reason is not None:
+                stop_reason = reason
                 break
             inputs, targets = next(batches)
             lr = self.schedule.at(self.step)
@@ -412,7 +486,7 @@ class Trainer:
             self.step += 1
             self.batch_index += 1
             last_loss = loss
-            window_tokens += inputs.numel()
+            window_tokens += inputs.numel() * self.dist.world_size  # the global batch
             if self.step % log_every == 0:
                 now = time.perf_counter()
                 speed = window_tokens / max(now - window_start, 1e-9)
@@ -438,7 +512,7 @@ class Trainer:
                 self.save_resume()
             elif self.step > 0:
                 self._eval_and_save(last_loss, self.schedule.at(self.step))
-        if self.best_step is None and self.step > 0 and stop_reason != "diverged":
+        if self.best_step is None and self.step > 0 and stop_reason != "diverged" and self.dist.is_main:
             ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)  # no validation: last is best
         return TrainResult(
             steps=self.step,

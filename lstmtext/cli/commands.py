@@ -6,9 +6,13 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    from lstmtext.cli import classify as classify_command
     from lstmtext.cli import evaluate, info, inspect, train
+    from lstmtext.cli import generate as generate_command
 
     app.command("train", no_args_is_help=True)(train.train)
     app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
+    app.command("generate")(generate_command.generate)
+    app.command("classify", no_args_is_help=True)(classify_command.classify)
     app.command("info", no_args_is_help=True)(info.info)
     app.command("inspect", no_args_is_help=True)(inspect.inspect)

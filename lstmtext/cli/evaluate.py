@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from lstmtext.checkpoint import read_config
 from lstmtext.language_model import evaluate_language_model
 
 
@@ -21,7 +22,17 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Loss, perplexity, bits per token and bits per UTF-8 byte of a language model on DATA."""
+    """Loss, perplexity, bits per token and bits per UTF-8 byte of a language model on DATA.
+
+    For a classifier, DATA is labelled (TSV, CSV, JSONL or a folder per label): accuracy,
+    macro-F1 and the confusion matrix.
+    """
+    if read_config(model).model.task == "classify":
+        from lstmtext.classify import evaluate_classifier
+        from lstmtext.cli.classify import render_metrics
+
+        render_metrics(evaluate_classifier(model, data, device=device), as_json)
+        return
     metrics = evaluate_language_model(model, data, batch_size=batch_size, seq_len=seq_len, device=device)
     if as_json:
         typer.echo(json.dumps(metrics.__dict__))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from enum import Enum
@@ -12,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from lstmtext import distributed
 from lstmtext.cli.render import TrainingDisplay
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError, TrainingInterrupted
@@ -21,6 +23,12 @@ MODEL = "Model"
 DATA = "Data"
 OPTIM = "Optimisation"
 RUN = "Run"
+CLASSIFY = "Classification"
+
+
+class Task(str, Enum):
+    lm = "lm"
+    classify = "classify"
 
 
 class Level(str, Enum):
@@ -66,7 +74,50 @@ def stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
             signal.signal(sig, handler)
 
 
+def _command_line(ctx: typer.Context, leave_out: set[str]) -> list[str]:
+    """`lstmtext [--debug] train ...` with the options the user typed, but those in `leave_out`."""
+    options: list[str] = []
+    positional: list[str] = []
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if name in leave_out or source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[name]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        texts = [str(v.value if isinstance(v, Enum) else v) for v in values]
+        if param.param_type_name == "argument":
+            positional.extend(texts)
+        elif getattr(param, "is_flag", False):
+            flag = param.opts[0] if value else param.secondary_opts[0]
+            options.append(flag)
+        else:
+            for text in texts:
+                options += [param.opts[0], text]
+    debug = ctx.parent is not None and ctx.parent.params.get("debug")
+    return [*(["--debug"] if debug else []), "train", *options, "--", *positional]
+
+
+def _launch(nproc: int, max_restarts: int, args: list[str]) -> int:
+    """Run `lstmtext ARGS` on `nproc` local processes under torchrun; its exit code."""
+    if distributed.under_torchrun():
+        raise ConfigError("--nproc starts torchrun itself; under torchrun, leave it out")
+    child = subprocess.Popen(distributed.torchrun_command(nproc, args, max_restarts=max_restarts))
+    # Ctrl-C reaches torchrun and its workers directly (one process group); SIGTERM sent to us
+    # alone is passed on. Either way we wait for the workers to save and exit.
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum)),
+    }
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def train(
+    ctx: typer.Context,
     corpus: Annotated[
         list[str],
         typer.Argument(
@@ -165,13 +216,89 @@ def train(
         int | None,
         typer.Option(help="CPU threads (default: torch's choice, one per core).", rich_help_panel=RUN),
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train on this many local processes (torchrun, data parallel; --batch-size is the total).",
+            rich_help_panel=RUN,
+        ),
+    ] = 1,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            help="With --nproc: restart the processes this often after a failure, from the last checkpoint.",
+            rich_help_panel=RUN,
+        ),
+    ] = 0,
+    task: Annotated[
+        Task,
+        typer.Option(
+            help="lm: a language model on text; classify: a classifier on labelled data.",
+            rich_help_panel=CLASSIFY,
+        ),
+    ] = Task.lm,
+    from_lm: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Classify: start from this LM's tokenizer, embedding and core (ULMFiT).",
+            rich_help_panel=CLASSIFY,
+        ),
+    ] = None,
+    label_column: Annotated[
+        str,
+        typer.Option(help="Classify: label column (CSV/TSV header) or JSON key.", rich_help_panel=CLASSIFY),
+    ] = "label",
+    text_column: Annotated[
+        str,
+        typer.Option(help="Classify: text column (CSV/TSV header) or JSON key.", rich_help_panel=CLASSIFY),
+    ] = "text",
+    max_tokens: Annotated[
+        int,
+        typer.Option(
+            help="Classify: tokens kept per training text (head and tail).", rich_help_panel=CLASSIFY
+        ),
+    ] = 512,
+    unfreeze: Annotated[
+        int,
+        typer.Option(
+            help="Classify: gradual unfreezing, one more layer group every N steps (0: off).",
+            rich_help_panel=CLASSIFY,
+        ),
+    ] = 0,
+    discriminative_lr: Annotated[
+        float,
+        typer.Option(
+            help="Classify: each layer group below learns this many times slower (ULMFiT: 2.6).",
+            rich_help_panel=CLASSIFY,
+        ),
+    ] = 1.0,
+    class_weights: Annotated[
+        bool,
+        typer.Option(help="Classify: weight the loss by inverse class frequency.", rich_help_panel=CLASSIFY),
+    ] = False,
 ) -> None:
     """Train a language model on CORPUS and save it in --out.
 
     Example: [bold]lstmtext train tinyshakespeare --max-time 30 --out runs/shakespeare[/]
+
+    Several processes: [bold]--nproc N[/], or [bold]torchrun --nproc-per-node N -m lstmtext train ...[/]
     """
     if errors not in ("strict", "replace", "ignore"):
         raise ConfigError(f"--errors must be strict, replace or ignore, not {errors!r}")
+    if nproc < 1 or max_restarts < 0:
+        raise ConfigError(f"--nproc must be >= 1 and --max-restarts >= 0, not {nproc} and {max_restarts}")
+    if nproc > 1 or max_restarts > 0:
+        raise typer.Exit(_launch(nproc, max_restarts, _command_line(ctx, {"nproc", "max_restarts"})))
+    rank = distributed.from_environment()
+    if not resume and rank.restart_count > 0 and (out / "checkpoints" / "last").exists():
+        # torchrun restarted us after a failure: carry on from the last checkpoint, not from scratch.
+        resume = True
+        if rank.is_main:
+            typer.echo(
+                f"lstmtext: restart {rank.restart_count}: resuming from {out / 'checkpoints' / 'last'}",
+                err=True,
+            )
     tokenizer_config = TokenizerConfig(
         level=level.value,
         vocab_size=vocab_size,
@@ -210,8 +337,25 @@ def train(
         precision=precision.value,
         threads=threads,
     )
-    display = TrainingDisplay(unit="char" if level is Level.char else "token")
-    with stop_on_signals() as (stop, received), display:
+    if task is Task.classify:  # labelled data -> classifier head on the same core
+        from lstmtext.classifier_train import ClassifierOptions
+        from lstmtext.cli.classify import train_classifier_command
+        from lstmtext.labelled import Columns
+
+        options = ClassifierOptions(
+            from_lm=from_lm,
+            columns=Columns(label=label_column, text=text_column),
+            val_sources=tuple(val or ()),
+            max_tokens=max_tokens,
+            unfreeze_every=unfreeze,
+            discriminative_lr=discriminative_lr,
+            class_weights=class_weights,
+        )
+        train_classifier_command(corpus, tokenizer_config, shape, train_config, out, options=options)
+        return
+    unit = "char" if level is Level.char else "token"
+    display = TrainingDisplay(unit=unit) if rank.is_main else None  # rank 0 alone reports
+    with stop_on_signals() as (stop, received), display or contextlib.nullcontext():
         result = train_language_model(
             corpus,
             tokenizer_config,
@@ -224,12 +368,17 @@ def train(
             errors=errors,
             on_event=display,
             stop_event=stop,
+            distributed=rank,
         )
     if result.stop_reason == "interrupted":
         signum = received[0] if received else signal.SIGINT
+        if not rank.is_main:
+            raise typer.Exit(128 + signum)
         raise TrainingInterrupted(
             f"interrupted at step {result.steps}; checkpoint saved in {out}; continue with --resume", signum
         )
+    if not rank.is_main:
+        raise typer.Exit(1 if result.stop_reason == "diverged" else 0)
     best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f} at step {result.best_step}"
     typer.echo(
         f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min; "

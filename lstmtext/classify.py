@@ -1,0 +1,215 @@
+"""Batched prediction with a trained classifier, and the metrics to judge it.
+
+predictor = Predictor.load("runs/sentiment")
+predictor.predict(["A joy from start to finish.", "Dull."])  # -> [Prediction(label, probability), ...]
+metrics = evaluate_classifier("runs/sentiment", ["../shared/corpora/sst2/test.tsv"])
+
+Texts are tokenised, sorted by length and cut into batches of about `max_batch_tokens`
+padded tokens, so a batch holds texts of similar length (little padding) and a review of
+thousands of words runs in a batch of its own instead of padding a whole batch to its size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lstmtext import checkpoint as ckpt
+from lstmtext.config import RunConfig
+from lstmtext.errors import DataError
+from lstmtext.labelled import DEFAULT_COLUMNS, Columns, read_labelled
+from lstmtext.model import Classifier
+from lstmtext.tokenizer import TextTokenizer
+from lstmtext.train import autocast_context, resolve_precision, select_device
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float  # of `label`, the most probable class
+    probabilities: dict[str, float]
+
+
+def encode_texts(
+    tokenizer: TextTokenizer, texts: Sequence[str], max_tokens: int | None = None
+) -> list[np.ndarray]:
+    """Token ids per text; an empty encoding becomes one <unk> so every row has a last token.
+
+    With `max_tokens`, a longer text keeps its first quarter and last three quarters of the
+    budget: openings and verdicts carry most of a review's sentiment.
+    """
+    encoded = []
+    for text in texts:
+        ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
+        if len(ids) == 0:
+            ids = np.asarray([tokenizer.unk_id], dtype=np.int64)
+        if max_tokens is not None and len(ids) > max_tokens:
+            head = max_tokens // 4
+            ids = np.concatenate([ids[:head], ids[len(ids) - (max_tokens - head) :]])
+        encoded.append(ids)
+    return encoded
+
+
+def pad_batch(rows: Sequence[np.ndarray], pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """rows -> ids (B, T) right-padded with pad_id, lengths (B,)."""
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    ids = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.from_numpy(row)
+    return ids, lengths
+
+
+def length_buckets(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> Iterator[list[int]]:
+    """Indices in order of length, cut into batches of at most `max_batch_tokens` padded tokens."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batch: list[int] = []
+    longest = 0
+    for index in order:
+        length = lengths[index]
+        # Sorted ascending, so the newest row is the longest: padded size = rows * its length.
+        if batch and (
+            (len(batch) + 1) * max(longest, length) > max_batch_tokens or len(batch) >= max_batch_size
+        ):
+            yield batch
+            batch, longest = [], 0
+        batch.append(int(index))
+        longest = max(longest, length)
+    if batch:
+        yield batch
+
+
+class Predictor:
+    """A classifier checkpoint ready to label texts."""
+
+    def __init__(
+        self,
+        model: Classifier,
+        tokenizer: TextTokenizer,
+        config: RunConfig,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        max_batch_tokens: int = 32768,
+        max_batch_size: int = 128,
+    ) -> None:
+        self.device = select_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.labels = config.labels
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = max_batch_size
+
+    @classmethod
+    def load(cls, directory: Path | str, **options: object) -> Predictor:
+        checkpoint = ckpt.load_checkpoint(directory, task="classify")
+        if len(checkpoint.config.labels) != checkpoint.config.model.num_classes:
+            raise DataError(
+                f"{directory}: config.json names {len(checkpoint.config.labels)} labels for "
+                f"{checkpoint.config.model.num_classes} classes"
+            )
+        assert isinstance(checkpoint.model, Classifier)
+        return cls(checkpoint.model, checkpoint.tokenizer, checkpoint.config, **options)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, classes) class probabilities, rows in the order of `texts`."""
+        encoded = encode_texts(self.tokenizer, texts)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for rows in length_buckets([len(e) for e in encoded], self.max_batch_tokens, self.max_batch_size):
+            ids, lengths = pad_batch([encoded[i] for i in rows], self.tokenizer.pad_id)
+            with autocast_context(self.precision, self.device):
+                logits = self.model(ids.to(self.device), lengths.to(self.device))  # (B, classes)
+            out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        probabilities = self.probabilities(texts)
+        predictions = []
+        for row in probabilities:
+            best = int(row.argmax())
+            predictions.append(
+                Prediction(
+                    label=self.labels[best],
+                    probability=float(row[best]),
+                    probabilities={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+                )
+            )
+        return predictions
+
+
+# ---- metrics
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    labels: tuple[str, ...]
+    accuracy: float
+    macro_f1: float
+    confusion: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted class
+    count: int
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        """Precision, recall and F1 of each class."""
+        return {label: _prf(self.confusion, i) for i, label in enumerate(self.labels)}
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "count": self.count,
+            "labels": list(self.labels),
+            "confusion": [list(row) for row in self.confusion],
+            "per_class": self.per_class(),
+        }
+
+
+def _prf(confusion: Sequence[Sequence[int]], i: int) -> dict[str, float]:
+    true_positive = confusion[i][i]
+    predicted = sum(row[i] for row in confusion)
+    actual = sum(confusion[i])
+    precision = true_positive / predicted if predicted else 0.0
+    recall = true_positive / actual if actual else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def classification_metrics(
+    gold: Sequence[int], predicted: Sequence[int], labels: Sequence[str]
+) -> ClassificationMetrics:
+    """Accuracy, macro-F1 (mean of per-class F1, absent classes included) and the confusion matrix."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
+    size = len(labels)
+    confusion = np.zeros((size, size), dtype=np.int64)
+    np.add.at(confusion, (np.asarray(gold, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    table = tuple(tuple(int(v) for v in row) for row in confusion)
+    count = len(gold)
+    accuracy = float(np.trace(confusion)) / count if count else math.nan
+    macro_f1 = float(np.mean([_prf(table, i)["f1"] for i in range(size)])) if size else math.nan
+    return ClassificationMetrics(tuple(labels), accuracy, macro_f1, table, count)
+
+
+def evaluate_classifier(
+    model_dir: Path | str,
+    sources: Sequence[str | Path],
+    *,
+    columns: Columns = DEFAULT_COLUMNS,
+    device: str = "auto",
+    precision: str = "auto",
+) -> ClassificationMetrics:
+    """Metrics of a classifier checkpoint on labelled data (any format `read_labelled` reads)."""
+    predictor = Predictor.load(model_dir, device=device, precision=precision)
+    data = read_labelled(sources, columns=columns, known_labels=predictor.labels, min_classes=1)
+    index = {label: i for i, label in enumerate(predictor.labels)}
+    predicted = predictor.probabilities(data.texts).argmax(axis=1)
+    return classification_metrics(
+        [index[label] for label in data.labels], predicted.tolist(), predictor.labels
+    )

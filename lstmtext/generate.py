@@ -1,0 +1,292 @@
+"""Text generation: feed the prime text once, then sample token by token with the state carried.
+
+    checkpoint = load_checkpoint("runs/shakespeare", task="lm")
+    rng = make_generator(1)
+    for piece in stream(checkpoint.model, checkpoint.tokenizer, "ROMEO:", GenerateConfig(length=200), rng):
+        print(piece, end="", flush=True)
+
+The prefix is never re-run: the prime text goes through the fused core once
+(InferenceStep.prime), then each sampled token takes one InferenceStep.step. Text comes out
+as soon as it exists, decoded incrementally so that the pieces concatenate to exactly the
+decoded continuation (a character split over byte-fallback tokens waits for its last byte).
+
+An empty seed starts from a newline (char and BPE level) or from <eos> (word level, where
+<eos> is the line break), as text starts after a line end in the training corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lstmtext.errors import ConfigError
+from lstmtext.inference import PRECISIONS, InferenceStep, StepState
+from lstmtext.model import LanguageModel
+from lstmtext.sample import check_sampling, sample_next
+from lstmtext.tokenizer import TextTokenizer
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    length: int = 500  # tokens sampled per sample (fewer when the stop string comes first)
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+    num_samples: int = 1  # rows sampled together in one batch
+    stop: str | None = None  # end a sample where this text appears (it is not output)
+    beam: int = 1  # > 1: beam search of this width for the most likely continuation
+    precision: str = "fp32"  # of the inference step's matrices: fp32 | bf16
+
+    def __post_init__(self) -> None:
+        if self.length < 0:
+            raise ConfigError(f"length must be >= 0, not {self.length}")
+        check_sampling(self.temperature, self.top_k, self.top_p)
+        if self.num_samples < 1:
+            raise ConfigError(f"num samples must be at least 1, not {self.num_samples}")
+        if self.beam < 1:
+            raise ConfigError(f"beam width must be at least 1, not {self.beam}")
+        if self.beam > 1 and self.num_samples > 1:
+            raise ConfigError("beam search gives one continuation: use --beam or --num-samples, not both")
+        if self.stop == "":
+            raise ConfigError("the stop string must not be empty")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+
+
+class IncrementalDecoder:
+    """Token ids in, text pieces out, so that the pieces join to decode(context + ids) minus decode(context).
+
+    `context` (the prompt's last token) gives word level its joining space and keeps a
+    piece from being decoded out of context. A piece is held back while the decoded text
+    ends in U+FFFD, the mark of a character whose bytes have not all arrived.
+    """
+
+    def __init__(self, tokenizer: TextTokenizer, context: Sequence[int] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.ids = [int(i) for i in context]
+        self.prefix = 0  # ids[prefix:read] decode to text already emitted (the context, at first)
+        self.read = len(self.ids)
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        prefix_text = self.tokenizer.decode(self.ids[self.prefix : self.read])
+        text = self.tokenizer.decode(self.ids[self.prefix :])
+        if len(text) <= len(prefix_text) or text.endswith("\ufffd"):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return text[len(prefix_text) :]
+
+    def flush(self) -> str:
+        """Whatever is held back (bytes that never completed a character, shown as U+FFFD)."""
+        prefix_text = self.tokenizer.decode(self.ids[self.prefix : self.read])
+        text = self.tokenizer.decode(self.ids[self.prefix :])
+        self.prefix, self.read = self.read, len(self.ids)
+        return text[len(prefix_text) :]
+
+
+class StopFilter:
+    """Passes text through until the stop string appears; holds back what might begin it."""
+
+    def __init__(self, stop: str | None) -> None:
+        self.stop = stop
+        self.pending = ""
+        self.stopped = False
+
+    def push(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        if self.stop is None:
+            return piece
+        text = self.pending + piece
+        found = text.find(self.stop)
+        if found >= 0:
+            self.stopped = True
+            self.pending = ""
+            return text[:found]
+        keep = _partial_match(text, self.stop)
+        self.pending = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        text, self.pending = ("" if self.stopped else self.pending), ""
+        return text
+
+
+def _partial_match(text: str, stop: str) -> int:
+    """Length of the longest end of `text` that is a proper beginning of `stop`."""
+    for size in range(min(len(stop) - 1, len(text)), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0
+
+
+def start_ids(tokenizer: TextTokenizer, seed_text: str) -> list[int]:
+    """The prime text's ids; for an empty seed, a line break (see the module docstring)."""
+    if seed_text:
+        ids = tokenizer.encode(seed_text)
+        if ids:
+            return ids
+    if tokenizer.level == "word":
+        return [tokenizer.eos_id]
+    return tokenizer.encode("\n")
+
+
+def never_produced(tokenizer: TextTokenizer) -> list[int]:
+    """Token ids that encoding the training text never yields, so sampling must not either.
+
+    <pad> at every level; at char and BPE level also <unk> and <eos>; at char level also the
+    256 byte-fallback tokens, since every character of the training text has its own token
+    (they still encode unseen characters of a seed, which the model then reads).
+    """
+    if tokenizer.level == "word":
+        return [tokenizer.pad_id]
+    ids = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.eos_id]
+    if tokenizer.level == "char":
+        byte_ids = (tokenizer.token_to_id(f"<0x{b:02X}>") for b in range(256))
+        ids += [i for i in byte_ids if i is not None]
+    return ids
+
+
+class Session:
+    """A model, its tokenizer and the carried state of `rows` samples: feed text, sample more.
+
+    Interactive use feeds each prompt with `feed` and reads the continuation from `sample`;
+    the state runs on from one to the next, never re-running what came before.
+    """
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        tokenizer: TextTokenizer,
+        config: GenerateConfig,
+        generator: torch.Generator | None,
+        *,
+        step: InferenceStep | None = None,
+    ) -> None:
+        if tokenizer.vocab_size != model.config.vocab_size:
+            raise ConfigError(
+                f"tokenizer has {tokenizer.vocab_size} tokens, the model {model.config.vocab_size}"
+            )
+        self.tokenizer = tokenizer
+        self.config = config
+        self.generator = generator
+        self.step = step or InferenceStep(model.eval(), precision=config.precision)
+        self.step.suppress(never_produced(tokenizer))
+        self.rows = config.beam if config.beam > 1 else config.num_samples
+        self.state: StepState = self.step.new_state(self.rows)
+        self.logits: Tensor | None = None  # (rows, V): the next token's, after all that was fed
+        self.last_ids: list[int] = []  # per row, the last token fed: the decoders' context
+
+    def feed(self, text: str) -> None:
+        """Run text (or, when empty and nothing was fed yet, a line break) through the core."""
+        if not text and self.logits is not None:
+            return
+        ids = start_ids(self.tokenizer, text) if self.logits is None else self.tokenizer.encode(text)
+        batch = torch.tensor(ids, dtype=torch.long, device=self.step.device)[None, :].expand(self.rows, -1)
+        self.logits = self.step.prime(batch, self.state)
+        self.last_ids = [ids[-1]] * self.rows
+
+    def sample(self) -> Iterator[tuple[int, str]]:
+        """(row, text piece) as each piece exists, up to `length` tokens a row or the stop string.
+
+        Every sampled token is fed back, so the state is ready for more text afterwards.
+        """
+        if self.logits is None:
+            self.feed("")
+        assert self.logits is not None
+        config = self.config
+        decoders = [IncrementalDecoder(self.tokenizer, [last]) for last in self.last_ids]
+        stops = [StopFilter(config.stop) for _ in range(self.rows)]
+        logits = self.logits
+        for _ in range(config.length):
+            ids = sample_next(
+                logits,
+                generator=self.generator,
+                temperature=config.temperature,
+                top_k=config.top_k,
+                top_p=config.top_p,
+                greedy=config.greedy,
+            )  # (rows,)
+            logits = self.step.step(ids, self.state)
+            # The step reuses its logits buffer; ours must survive a later feed().
+            self.logits = logits
+            values = ids.tolist()
+            self.last_ids = values
+            for row, token_id in enumerate(values):
+                piece = stops[row].push(decoders[row].push(token_id))
+                if piece:
+                    yield row, piece
+            if all(stop.stopped for stop in stops):
+                break
+        for row in range(self.rows):
+            piece = stops[row].push(decoders[row].flush())
+            piece += stops[row].flush()
+            if piece:
+                yield row, piece
+        self.logits = self.logits.clone()
+
+    def beam_search(self) -> str:
+        """The most likely continuation of `length` tokens found by a beam of `config.beam` rows."""
+        if self.logits is None:
+            self.feed("")
+        assert self.logits is not None
+        width, vocab = self.rows, self.step.vocab_size
+        context = self.last_ids[:1]  # the prompt's last token, for the decoder
+        # All rows start identical; only row 0 may extend at first, or the beam holds copies.
+        scores = torch.full((width,), float("-inf"), device=self.step.device)
+        scores[0] = 0.0
+        histories: list[list[int]] = [[] for _ in range(width)]
+        logits = self.logits
+        for _ in range(self.config.length):
+            totals = scores[:, None] + logits.float().log_softmax(dim=-1)  # (beam, V)
+            scores, flat = totals.flatten().topk(width)
+            rows, ids = flat // vocab, flat % vocab
+            self.state.reorder(rows)
+            histories = [histories[r] + [t] for r, t in zip(rows.tolist(), ids.tolist(), strict=True)]
+            logits = self.step.step(ids, self.state)
+        best = int(scores.argmax())
+        self.state.reorder(torch.full((width,), best, dtype=torch.long, device=self.step.device))
+        self.logits = logits[best : best + 1].expand(width, -1).clone()
+        self.last_ids = [histories[best][-1] if histories[best] else context[0]] * width
+        decoder = IncrementalDecoder(self.tokenizer, context)
+        stop = StopFilter(self.config.stop)
+        text = "".join(stop.push(decoder.push(t)) for t in histories[best])
+        return text + stop.push(decoder.flush()) + stop.flush()
+
+
+def stream(
+    model: LanguageModel,
+    tokenizer: TextTokenizer,
+    seed_text: str,
+    config: GenerateConfig,
+    generator: torch.Generator | None,
+) -> Iterator[str]:
+    """The continuation of `seed_text`, piece by piece as it is sampled (one sample)."""
+    if config.num_samples != 1 or config.beam != 1:
+        raise ConfigError("stream() makes one sample by sampling; use generate() for several or beam search")
+    session = Session(model, tokenizer, config, generator)
+    session.feed(seed_text)
+    for _, piece in session.sample():
+        yield piece
+
+
+def generate(
+    model: LanguageModel,
+    tokenizer: TextTokenizer,
+    seed_text: str,
+    config: GenerateConfig,
+    generator: torch.Generator | None,
+) -> list[str]:
+    """The continuations of `seed_text`: `num_samples` of them, or the beam's best one."""
+    session = Session(model, tokenizer, config, generator)
+    session.feed(seed_text)
+    if config.beam > 1:
+        return [session.beam_search()]
+    texts = [""] * session.rows
+    for row, piece in session.sample():
+        texts[row] += piece
+    return texts

@@ -1,0 +1,354 @@
+"""Labelled text for classifiers: read it from the formats people ship it in, check it, say where it is wrong.
+
+Formats (picked by what the source is, then by its first line):
+
+- a folder per label: ``DIR/pos/*.txt``, ``DIR/neg/*.txt`` (as IMDb ships), one text per file;
+- JSONL (``.jsonl`` / ``.json``, or a first line starting with ``{``): ``{"text": ..., "label": ...}``;
+- CSV (``.csv``) with a header row naming the label and text columns;
+- TSV with such a header, or without one: ``label<TAB>text`` (as in ``../shared/corpora``).
+
+Every problem is a `DataError` of one line naming the file and the line: a missing column,
+an empty text, a missing or unknown label, mixed delimiters, or a single class.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lstmtext.errors import DataError
+
+FORMATS = ("auto", "tsv", "csv", "jsonl", "folders")
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Texts and their label names, row for row, with where each row came from (``file:line``)."""
+
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+    origins: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The classes in head order: sorted, so the same data always gives the same order."""
+        return tuple(sorted(set(self.labels)))
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.labels).items()))
+
+    def __add__(self, other: LabelledData) -> LabelledData:
+        return LabelledData(
+            self.texts + other.texts, self.labels + other.labels, self.origins + other.origins
+        )
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which header columns (or JSON keys) hold the label and the text."""
+
+    label: str = "label"
+    text: str = "text"
+
+
+DEFAULT_COLUMNS = Columns()
+
+
+def read_labelled(
+    sources: Sequence[str | Path] | str | Path,
+    *,
+    columns: Columns = DEFAULT_COLUMNS,
+    known_labels: Sequence[str] | None = None,
+    min_classes: int = 2,
+    encoding: str = "utf-8",
+    fmt: str = "auto",
+) -> LabelledData:
+    """Read and check labelled examples from one or more sources (`-` is stdin).
+
+    `known_labels`: the classes a trained model has; any other label is an error.
+    `min_classes`: training needs two classes; evaluation may pass 1.
+    """
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    if not sources:
+        raise DataError("no labelled data given")
+    if fmt not in FORMATS:
+        raise DataError(f"unknown labelled-data format {fmt!r} (one of {', '.join(FORMATS)})")
+    data = LabelledData((), (), ())
+    for source in sources:
+        data = data + _read_one(str(source), columns, encoding, fmt)
+    if known_labels is not None:
+        known = set(known_labels)
+        for label, origin in zip(data.labels, data.origins, strict=True):
+            if label not in known:
+                raise DataError(
+                    f"{origin}: unknown label {label!r} (the model knows {', '.join(sorted(known))})"
+                )
+    if len(data) == 0:
+        raise DataError(f"{', '.join(map(str, sources))}: no labelled examples")
+    names = data.label_names
+    if len(names) < min_classes:
+        raise DataError(
+            f"{', '.join(map(str, sources))}: only one class ({names[0]!r}) in {len(data)} examples; "
+            f"a classifier needs at least {min_classes}"
+        )
+    return data
+
+
+def _read_one(source: str, columns: Columns, encoding: str, fmt: str) -> LabelledData:
+    path = Path(source)
+    if source != "-" and path.is_dir():
+        if fmt not in ("auto", "folders"):
+            raise DataError(f"{source} is a directory, not a {fmt} file")
+        return _read_folders(path, encoding)
+    if fmt == "folders":
+        raise DataError(f"{source} is not a directory with one folder per label")
+    text = _read_source(source, encoding)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    name = "<stdin>" if source == "-" else source
+    if fmt == "auto":
+        fmt = _guess_format(path, lines)
+    if fmt == "jsonl":
+        return _read_jsonl(name, lines, columns)
+    if fmt == "csv":
+        return _read_csv(name, text, columns)
+    return _read_tsv(name, lines, columns)
+
+
+def _read_source(source: str, encoding: str) -> str:
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{source}: no such file") from None
+    except OSError as error:
+        raise DataError(f"{source}: cannot read ({error.strerror or error})") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(f"{source}:{line}: not valid {encoding} (byte {error.start})") from None
+    return text.removeprefix("\ufeff")
+
+
+def _guess_format(path: Path, lines: list[str]) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    first = next((line for line in lines if line.strip()), "")
+    return "jsonl" if first.lstrip().startswith("{") else "tsv"
+
+
+def _header_index(name: str, header: list[str], columns: Columns, delimiter: str) -> tuple[int, int]:
+    fields = [field.strip() for field in header]
+    for wanted in (columns.label, columns.text):
+        if wanted not in fields:
+            raise DataError(
+                f"{name}:1: no {wanted!r} column in the header (columns: {', '.join(fields)}); "
+                "name the columns with --label-column / --text-column"
+            )
+    return fields.index(columns.label), fields.index(columns.text)
+
+
+def _is_header(fields: list[str], columns: Columns) -> bool:
+    names = {field.strip() for field in fields}
+    return columns.label in names or columns.text in names
+
+
+def _read_tsv(name: str, lines: list[str], columns: Columns) -> LabelledData:
+    texts: list[str] = []
+    labels: list[str] = []
+    origins: list[str] = []
+    first_row = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first_row is None:
+        raise DataError(f"{name}: no labelled examples (the file is empty)")
+    header = lines[first_row].split("\t")
+    has_header = len(header) >= 2 and _is_header(header, columns)
+    if has_header:
+        label_index, text_index = _header_index(name, header, columns, "\t")
+        width = len(header)
+    else:
+        label_index, text_index, width = 0, 1, 2
+    for number, line in enumerate(lines, start=1):
+        if number - 1 <= first_row and has_header or not line.strip():
+            continue
+        where = f"{name}:{number}"
+        if "\t" not in line:
+            if "," in line and number - 1 != first_row:
+                raise DataError(f"{where}: no tab on this line but commas (mixed delimiters?)")
+            raise DataError(f"{where}: missing text column (expected label<TAB>text)")
+        # Headerless rows split once: the text may hold tabs. Header rows have fixed columns.
+        fields = line.split("\t", 1) if not has_header else line.split("\t")
+        if has_header and len(fields) < width:
+            raise DataError(f"{where}: {len(fields)} columns where the header has {width}")
+        texts.append(_text(fields[text_index], where))
+        labels.append(_label(fields[label_index], where))
+        origins.append(where)
+    return LabelledData(tuple(texts), tuple(labels), tuple(origins))
+
+
+def _read_csv(name: str, text: str, columns: Columns) -> LabelledData:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    texts: list[str] = []
+    labels: list[str] = []
+    origins: list[str] = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{name}: no labelled examples (the file is empty)")
+        if len(header) < 2 and "\t" in (header[0] if header else ""):
+            raise DataError(f"{name}:1: the header is tab-separated in a CSV file (mixed delimiters?)")
+        label_index, text_index = _header_index(name, header, columns, ",")
+        start = reader.line_num + 1
+        for row in reader:
+            where = f"{name}:{start}"
+            start = reader.line_num + 1
+            if not row or not any(field.strip() for field in row):
+                continue
+            if len(row) < len(header):
+                joined = ",".join(row)
+                if "\t" in joined:
+                    raise DataError(f"{where}: tabs where commas were expected (mixed delimiters?)")
+                raise DataError(f"{where}: {len(row)} columns where the header has {len(header)}")
+            texts.append(_text(row[text_index], where))
+            labels.append(_label(row[label_index], where))
+            origins.append(where)
+    except csv.Error as error:
+        raise DataError(f"{name}:{reader.line_num}: malformed CSV ({error})") from None
+    return LabelledData(tuple(texts), tuple(labels), tuple(origins))
+
+
+def _read_jsonl(name: str, lines: list[str], columns: Columns) -> LabelledData:
+    texts: list[str] = []
+    labels: list[str] = []
+    origins: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected a JSON object with {columns.text!r} and {columns.label!r}")
+        if columns.text not in record:
+            raise DataError(f"{where}: missing {columns.text!r} field")
+        if columns.label not in record or record[columns.label] is None:
+            raise DataError(f"{where}: missing label ({columns.label!r} field)")
+        value = record[columns.text]
+        if not isinstance(value, str):
+            raise DataError(f"{where}: {columns.text!r} is not a string")
+        label = record[columns.label]
+        if isinstance(label, bool) or not isinstance(label, (str, int)):
+            raise DataError(f"{where}: label {label!r} is not a string or an integer")
+        texts.append(_text(value, where))
+        labels.append(_label(str(label), where))
+        origins.append(where)
+    return LabelledData(tuple(texts), tuple(labels), tuple(origins))
+
+
+def _read_folders(directory: Path, encoding: str) -> LabelledData:
+    folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(
+            f"{directory}: no label folders (expected e.g. {directory}/pos/*.txt, {directory}/neg/*.txt)"
+        )
+    texts: list[str] = []
+    labels: list[str] = []
+    origins: list[str] = []
+    for folder in folders:
+        files = sorted(folder.glob("*.txt"))
+        if not files:
+            raise DataError(f"{folder}: no .txt files in this label folder")
+        for path in files:
+            texts.append(_text(_read_source(str(path), encoding), str(path)))
+            labels.append(folder.name)
+            origins.append(str(path))
+    return LabelledData(tuple(texts), tuple(labels), tuple(origins))
+
+
+def _text(value: str, where: str) -> str:
+    if not value.strip():
+        raise DataError(f"{where}: empty text")
+    return value
+
+
+def _label(value: str, where: str) -> str:
+    label = value.strip()
+    if not label:
+        raise DataError(f"{where}: missing label")
+    return label
+
+
+# ---- unlabelled inputs for `classify`
+
+
+@dataclass(frozen=True)
+class Document:
+    """One text to classify and a name to show it under (a path, `path:line` or `<stdin>`)."""
+
+    name: str
+    text: str
+
+
+def read_documents(
+    sources: Sequence[str | Path], *, lines: bool = False, encoding: str = "utf-8"
+) -> Iterator[Document]:
+    """Texts to classify: a file is one text, `-` is stdin, a directory gives each .txt in it
+    (recursively), and a .tsv gives each row (its text column when rows are `label<TAB>text`).
+    With `lines`, every non-empty line of a plain file or stdin is its own text.
+    """
+    for source in map(str, sources):
+        path = Path(source)
+        if source != "-" and path.is_dir():
+            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not files:
+                raise DataError(f"{source}: no .txt files in this directory")
+            for file in files:
+                yield from _documents_of(str(file), lines, encoding)
+        else:
+            yield from _documents_of(source, lines, encoding)
+
+
+def _documents_of(source: str, lines: bool, encoding: str) -> Iterator[Document]:
+    text = _read_source(source, encoding)
+    name = "<stdin>" if source == "-" else source
+    tsv = source.lower().endswith(".tsv")
+    if tsv or lines:
+        found = False
+        text_index: int | None = None  # from a header row naming a "text" column
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
+            if not line.strip():
+                continue
+            if tsv and not found and text_index is None and "text" in line.split("\t"):
+                text_index = line.split("\t").index("text")
+                continue
+            if tsv and "\t" in line:
+                fields = line.split("\t") if text_index is not None else line.split("\t", 1)
+                column = text_index if text_index is not None else 1
+                line = fields[column] if column < len(fields) else ""
+                if not line.strip():
+                    raise DataError(f"{name}:{number}: empty text")
+            found = True
+            yield Document(f"{name}:{number}", line)
+        if not found:
+            raise DataError(f"{name}: empty, nothing to classify")
+        return
+    if not text.strip():
+        raise DataError(f"{name}: empty, nothing to classify")
+    yield Document(name, text)
