@@ -2,12 +2,12 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck bench bench-quick pretrained soak clean
+.PHONY: install run test lint typecheck bench bench-quick pretrained pretrained-sentiment soak clean
 
 # torch first and pinned: its CPU wheel is on disk here, an unpinned torch pulls a multi-GB CUDA build.
 install:
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,export]'
 
 run: install
 	lstmtext generate --seed "ROMEO:" --length 400 --random-state 1
@@ -16,8 +16,8 @@ test: install
 	$(PYTHON) -m pytest -q
 
 lint:
-	ruff check lstmtext corpora tests benchmarks
-	ruff format --check lstmtext corpora tests benchmarks
+	ruff check lstmtext corpora tests benchmarks examples
+	ruff format --check lstmtext corpora tests benchmarks examples
 
 typecheck:
 	mypy lstmtext
@@ -28,8 +28,28 @@ bench: install
 bench-quick: install
 	$(PYTHON) -m benchmarks --quick
 
+# The embedded model (lstmtext/pretrained/shakespeare) from ../shared/corpora: 30 minutes of training, then
+# the best weights copied into the package as fp16.
+pretrained: install
+	lstmtext train ../shared/corpora/tinyshakespeare/input.txt --out runs/shakespeare --layers 2 --hidden 600 \
+		--embed 64 --dropout 0.35 --seq-len 128 --batch-size 64 --lr 2e-3 --precision bf16 --max-time 30 \
+		--eval-every 150 --patience 8 --random-state 1
+	$(PYTHON) -m lstmtext.pretrained.build runs/shakespeare lstmtext/pretrained/shakespeare
+
+# The embedded sentiment model (lstmtext/pretrained/sentiment): every labelled example at hand (SST-2 train,
+# IMDb train, MR less its copies of SST-2 dev/test sentences), 31 minutes of training, then fp16 weights.
+pretrained-sentiment: install
+	$(PYTHON) -m benchmarks.sentiment_quality prepare --out runs/sentiment-data
+	lstmtext train --task classify runs/sentiment-data/train.tsv --val runs/sentiment-data/val.tsv \
+		--out runs/sentiment --level bpe --vocab-size 12000 --embed 256 --hidden 512 --layers 1 \
+		--dropout 0.3 --embed-dropout 0.1 --batch-size 64 --lr 2e-3 --weight-decay 0.01 --schedule cosine \
+		--warmup 100 --max-tokens 400 --eval-every 250 --patience 0 --precision bf16 --max-time 31 \
+		--random-state 1
+	$(PYTHON) -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment
+
+# SIGTERM/resume cycles against an uninterrupted run; LSTMTEXT_SOAK_MINUTES=30 by default.
 soak: install
-	$(PYTHON) -m pytest -q -m soak tests
+	$(PYTHON) -m pytest -q -s -m soak tests/test_soak.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -102,15 +102,17 @@ def seconds_per_step(stamps: Sequence[float]) -> float:
     return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
 
 
-_WORDS = (
-    "the of and to a in that is was he for it with as his on be at by i this had not are but from or have an "
-    "they which one you were her all she there would their we him been has when who will more no if out so "
-    "said what up its about into than them can only other new some could time these two may then do first any "
-    "my now such like our over man me even most made after also did many before must through back years where "
-    "much your way well down should because each just those people mr how too little state good very make "
-    "world still own see men work long get here between both life being under never day same another know "
-    "while last might us great old year off come since against go came right used take three"
-).split()
+_COMMON_WORDS = (
+    "the of and to a in that is was he for it with as his on be at by i this had not are but from or "
+    "have an they which one you were her all she there would their we him been has when who will "
+    "more no if out so said what up its about into than them can only other new some could time "
+    "these two may then do first any my now such like our over man me even most made after also did "
+    "many before must through back years where much your way well down should because each just "
+    "those people mr how too little state good very make world still own see men work long get here "
+    "between both life being under never day same another know while last might us great old year "
+    "off come since against go came right used take three"
+)
+_WORDS = _COMMON_WORDS.split()
 
 
 def synthetic_text(num_bytes: int, seed: int = 0) -> str:

@@ -1,17 +1,20 @@
 """`python -m benchmarks [--quick] [--json] [--only NAME]`: run the benchmarks, print a table.
 
 With --json, one JSON object per row on stdout:
-{"name", "value", "unit", "baseline", "baseline_value", "ratio"}. The table, the CPU model
-and notes go to stderr then, so stdout stays machine-readable.
+{"name", "value", "unit", "baseline", "baseline_value", "ratio"}. The table, the machine
+(lscpu model name, torch version, threads, date, command) and notes go to stderr then, so
+stdout stays machine-readable.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import json
 import math
 import platform
+import shlex
 import sys
 import time
 from typing import Any
@@ -23,7 +26,7 @@ from rich.table import Table
 from benchmarks import cpu_model
 
 # Written by different hands; a missing or broken one is skipped with a note.
-MODULES = ("training", "corpus_prep", "generation", "classification")
+MODULES = ("training", "tokenize_speed", "corpus_prep", "generation", "classification")
 
 
 def _number(value: Any) -> str:
@@ -46,12 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=args.json)
     notes = Console(stderr=True)
     machine = cpu_model()
+    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     notes.print(
+        f"{date}; command: {command}\n"
         f"CPU: {machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}; "
-        f"Python {platform.python_version()}; {'quick' if args.quick else 'full'} run"
+        f"Python {platform.python_version()}; {'quick' if args.quick else 'full'} run",
+        highlight=False,
     )
-    table = Table(title=f"lstmtext benchmarks ({machine})")
+    table = Table(title=f"lstmtext benchmarks ({machine}, {torch.get_num_threads()} threads, {date})")
     for column in ("name", "value", "unit", "baseline", "baseline value", "ratio"):
         table.add_column(column, justify="left" if column in ("name", "unit", "baseline") else "right")
 

@@ -1,53 +1,45 @@
 """Generation speed: the fast inference step against per-token nn.LSTM and against its floor.
 
-    python -m benchmarks.generation [--quick] [--json]
-    python -m benchmarks.generation --loss MODEL_DIR TEXT_FILE   # fp32 vs bf16 step, held-out loss
+    python -m benchmarks --only generation [--quick]
 
-A 2x512 char model (embedding 128, vocabulary 65, random weights: speed does not depend on
-them). Every figure is tokens per second of the sampling loop (step + sample, no decoding),
-each timed against its baseline in the same run, interleaved round by round, median of
-the rounds:
+A 2x512 char model (embedding 128, vocabulary 324: the 65 characters of Tiny Shakespeare
+plus lstmtext's specials and byte-fallback tokens), random weights, since speed does not
+depend on them. All variants run in one `Interleaved` timing, round by round, so every
+ratio is against a baseline timed in the same run:
 
-- batch 1, 1 thread: fast step vs nn.LSTM called once per token under inference_mode;
-  fast step vs the floor (the step's matrix products alone, in a tight loop);
-- batch 1, bf16 matrices: its floor and its step vs the fp32 floor;
-- batch 1 on 2 threads vs 1 thread;
-- batch 32 (--num-samples 32), torch's threads: aggregate tokens/s vs nn.LSTM batched.
+- batch 1, one thread (what `lstmtext generate` uses for one sample): the sampling loop
+  (step + sample_next) with the fast step, fp32 and bf16, against the same loop over
+  nn.LSTM called once per token under inference_mode; the fast step alone against the
+  floor, its matrix-vector products alone with nothing else around them (fp32; bf16 with
+  its own floor, and against the fp32 floor);
+- batch 32 (`--num-samples 32`), torch's default threads: aggregate tokens/s of the
+  sampling loop, fast step against batched nn.LSTM.
 
-`run(quick)` returns the rows for the benchmark runner.
+With the embedded model built (lstmtext/pretrained/shakespeare) and Tiny Shakespeare on
+disk, two more rows say whether bf16 changes the samples' quality: the loss of the fp32 and
+bf16 steps, token by token, on held-out text (the corpus's last 10 %, which training
+validates on).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import platform
-import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from benchmarks import Interleaved, result
 from lstmtext.config import ModelConfig
+from lstmtext.errors import LstmTextError
 from lstmtext.inference import InferenceStep, bf16_available
-from lstmtext.model import LanguageModel
+from lstmtext.model import LanguageModel, State
 from lstmtext.sample import sample_next
 
-VOCAB, EMBED, HIDDEN, LAYERS = 65, 128, 512, 2
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+VOCAB, EMBED, HIDDEN, LAYERS = 324, 128, 512, 2
+HELD_OUT_CHARS = 5000
+SHARED_TEXT = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
 
 
 def build_model() -> LanguageModel:
@@ -56,196 +48,235 @@ def build_model() -> LanguageModel:
     return LanguageModel(config).eval()
 
 
-# Each maker returns a function that runs `tokens` steps and returns the tokens made.
+def on_threads(threads: int | None, run: Callable[[int], float]) -> Callable[[int], float]:
+    """`run` on this many intra-op threads (None: torch's default), restored afterwards."""
+    if threads is None:
+        return run
 
-
-def fast_loop(step: InferenceStep, batch: int) -> Callable[[int], int]:
-    state = step.new_state(batch)
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.zeros(batch, dtype=torch.long)
-
-    def run(tokens: int) -> int:
-        nonlocal ids
-        for _ in range(tokens):
-            ids = sample_next(step.step(ids, state), generator=generator)
-        return tokens * batch
-
-    return run
-
-
-def lstm_loop(model: LanguageModel, batch: int) -> Callable[[int], int]:
-    generator = torch.Generator().manual_seed(0)
-    holder: dict[str, object] = {"ids": torch.zeros(batch, 1, dtype=torch.long), "state": None}
-
-    def run(tokens: int) -> int:
-        with torch.inference_mode():
-            ids, state = holder["ids"], holder["state"]
-            for _ in range(tokens):
-                logits, state = model(ids, state)  # (B, 1, V)
-                ids = sample_next(logits[:, -1], generator=generator)[:, None]
-            holder["ids"], holder["state"] = ids, state
-        return tokens * batch
-
-    return run
-
-
-def floor_loop(step: InferenceStep) -> Callable[[int], int]:
-    """The fp32 step's matrix-vector products alone, same shapes, into preallocated outputs."""
-    h = HIDDEN
-    hidden = torch.zeros(1, LAYERS * h)
-    gates = torch.empty(1, 4 * h)
-    logits = torch.empty(1, VOCAB)
-    inputs = [hidden[:, :h]] + [hidden[:, (i - 1) * h : (i + 1) * h] for i in range(1, LAYERS)]
-
-    def run(tokens: int) -> int:
-        with torch.inference_mode():
-            for _ in range(tokens):
-                for x, w in zip(inputs, step.weights, strict=True):
-                    torch.mm(x, w, out=gates)
-                torch.mm(hidden[:, -h:], step.head_weight, out=logits)
-        return tokens
-
-    return run
-
-
-def bf16_floor_loop(step: InferenceStep) -> Callable[[int], int]:
-    h = HIDDEN
-    hidden = torch.zeros(1, LAYERS * h, dtype=torch.bfloat16)
-    inputs = [hidden[:, :h]] + [hidden[:, (i - 1) * h : (i + 1) * h] for i in range(1, LAYERS)]
-
-    def run(tokens: int) -> int:
-        with torch.inference_mode():
-            for _ in range(tokens):
-                for x, product in zip(inputs, step.packed, strict=True):
-                    product(x)
-                step.packed_head(hidden[:, -h:])
-        return tokens
-
-    return run
-
-
-def with_threads(threads: int, run: Callable[[int], int]) -> Callable[[int], int]:
-    def wrapped(tokens: int) -> int:
+    def wrapped(steps: int) -> float:
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return run(tokens)
+            return run(steps)
         finally:
             torch.set_num_threads(previous)
 
     return wrapped
 
 
-def interleave(loops: dict[str, tuple[Callable[[int], int], int]], rounds: int) -> dict[str, float]:
-    """Median tokens/s of each loop over `rounds`, the loops taking turns within each round."""
-    for run, tokens in loops.values():  # warm-up: caches, allocator, oneDNN kernels
-        run(max(1, tokens // 10))
-    rates: dict[str, list[float]] = {name: [] for name in loops}
-    for _ in range(rounds):
-        for name, (run, tokens) in loops.items():
-            start = time.perf_counter()
-            made = run(tokens)
-            rates[name].append(made / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
+# Each maker returns an Interleaved variant: run(steps) -> seconds per step (B tokens).
 
 
-def row(name: str, value: float, baseline: str, baseline_value: float) -> dict[str, object]:
-    return {
-        "name": name,
-        "value": round(value, 1),
-        "unit": "tokens/s",
-        "baseline": baseline,
-        "baseline_value": round(baseline_value, 1),
-        "ratio": round(value / baseline_value, 3),
-    }
+def clock(body: Callable[[int], None]) -> Callable[[int], float]:
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        body(steps)
+        return (time.perf_counter() - start) / steps
+
+    return run
 
 
-def run(quick: bool = False) -> list[dict[str, object]]:
+def fast_sampling(step: InferenceStep, batch: int) -> Callable[[int], float]:
+    """What `lstmtext generate` does per token, less decoding: step, then sample."""
+    state = step.new_state(batch)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.zeros(batch, dtype=torch.long)
+
+    def body(steps: int) -> None:
+        nonlocal ids
+        for _ in range(steps):
+            ids = sample_next(step.step(ids, state), generator=generator)
+
+    return clock(body)
+
+
+def fast_step_only(step: InferenceStep) -> Callable[[int], float]:
+    """The step alone, batch 1: the same token each time costs what any token costs."""
+    state = step.new_state(1)
+    ids = torch.zeros(1, dtype=torch.long)
+
+    def body(steps: int) -> None:
+        for _ in range(steps):
+            step.step(ids, state)
+
+    return clock(body)
+
+
+def lstm_sampling(model: LanguageModel, batch: int) -> Callable[[int], float]:
+    """The plain way: the model's forward (nn.LSTM) once per token, under inference_mode."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.zeros(batch, 1, dtype=torch.long)
+    state: State | None = None
+
+    def body(steps: int) -> None:
+        nonlocal ids, state
+        with torch.inference_mode():
+            for _ in range(steps):
+                logits, state = model(ids, state)  # (B, 1, V)
+                ids = sample_next(logits[:, -1], generator=generator)[:, None]
+
+    return clock(body)
+
+
+def fp32_floor(step: InferenceStep) -> Callable[[int], float]:
+    """The fp32 step's matrix-vector products alone, same shapes and layout, preallocated outputs."""
+    h = HIDDEN
+    hidden = torch.zeros(1, step.input_width + LAYERS * h)
+    gates = torch.empty(1, 4 * h)
+    logits = torch.empty(1, VOCAB)
+    inputs = [hidden[:, step._layer_input_slice(layer)] for layer in range(LAYERS)]
+    products = list(zip(inputs, step.weights, strict=True))
+    last = hidden[:, step._hidden_slice(LAYERS - 1)]
+
+    def body(steps: int) -> None:
+        with torch.inference_mode():
+            for _ in range(steps):
+                for x, weight in products:
+                    torch.mm(x, weight, out=gates)
+                torch.mm(last, step.head_weight, out=logits)
+
+    return clock(body)
+
+
+def bf16_floor(step: InferenceStep) -> Callable[[int], float]:
+    """The bf16 step's packed products alone."""
+    h = HIDDEN
+    hidden = torch.zeros(1, step.input_width + LAYERS * h, dtype=torch.bfloat16)
+    inputs = [hidden[:, step._layer_input_slice(layer)] for layer in range(LAYERS)]
+    products = list(zip(inputs, step.packed, strict=True))
+    last = hidden[:, step._hidden_slice(LAYERS - 1)]
+
+    def body(steps: int) -> None:
+        with torch.inference_mode():
+            for _ in range(steps):
+                for x, product in products:
+                    product(x)
+                step.packed_head(last)
+
+    return clock(body)
+
+
+def speed_rows(quick: bool) -> list[dict[str, Any]]:
     model = build_model()
     fp32 = InferenceStep(model)
-    rounds = 3 if quick else 7
-    n1, n32 = (300, 30) if quick else (1500, 150)
-    loops: dict[str, tuple[Callable[[int], int], int]] = {
-        "fast": (with_threads(1, fast_loop(fp32, 1)), n1),
-        "lstm": (with_threads(1, lstm_loop(model, 1)), max(50, n1 // 8)),
-        "floor": (with_threads(1, floor_loop(fp32)), n1),
-        "fast_2threads": (with_threads(2, fast_loop(fp32, 1)), n1),
-    }
     has_bf16 = bf16_available()
-    if has_bf16:
-        bf16 = InferenceStep(model, precision="bf16")
-        loops["bf16_fast"] = (with_threads(1, fast_loop(bf16, 1)), n1)
-        loops["bf16_floor"] = (with_threads(1, bf16_floor_loop(bf16)), n1)
-    b1 = interleave(loops, rounds)
-
-    batched = {
-        "fast32": (fast_loop(fp32, 32), n32),
-        "lstm32": (lstm_loop(model, 32), n32),
+    bf16 = InferenceStep(model, precision="bf16") if has_bf16 else None
+    variants = {
+        "lstm b1": on_threads(1, lstm_sampling(model, 1)),
+        "fast b1": on_threads(1, fast_sampling(fp32, 1)),
+        "step b1": on_threads(1, fast_step_only(fp32)),
+        "floor b1": on_threads(1, fp32_floor(fp32)),
+        "lstm b32": lstm_sampling(model, 32),
+        "fast b32": fast_sampling(fp32, 32),
     }
-    if has_bf16:
-        batched["bf16_fast32"] = (fast_loop(bf16, 32), n32)
-    b32 = interleave(batched, rounds)
+    if bf16 is not None:
+        variants |= {
+            "bf16 fast b1": on_threads(1, fast_sampling(bf16, 1)),
+            "bf16 step b1": on_threads(1, fast_step_only(bf16)),
+            "bf16 floor b1": on_threads(1, bf16_floor(bf16)),
+            "bf16 fast b32": fast_sampling(bf16, 32),
+        }
+    timing = Interleaved(variants)
+    rounds, steps = (3, 100) if quick else (7, 600)
+    timing.run(rounds, steps, warmup=20)
 
+    def row(name: str, variant: str, baseline_label: str, baseline: str, batch: int = 1) -> dict[str, Any]:
+        return result(
+            f"generation.{name}",
+            timing.per_second(variant, batch),
+            "tokens/s",
+            baseline_label,
+            timing.per_second(baseline, batch),
+            timing.ratio(variant, baseline),
+        )
+
+    threads = torch.get_num_threads()
     rows = [
-        row("generate b1 fast step, 1 thread", b1["fast"], "nn.LSTM per token, 1 thread", b1["lstm"]),
-        row("generate b1 fast step, 1 thread", b1["fast"], "floor: its matrix products alone", b1["floor"]),
-        row("generate b1 fast step, 2 threads", b1["fast_2threads"], "same, 1 thread", b1["fast"]),
-        row("generate b32 fast step (aggregate)", b32["fast32"], "nn.LSTM batched per token", b32["lstm32"]),
+        row("b1_fp32", "fast b1", "nn.LSTM per token (inference_mode), 1 thread", "lstm b1"),
+        row("b1_fp32_step_vs_floor", "step b1", "floor: the step's fp32 matrix products alone", "floor b1"),
+        row(f"b32_fp32_{threads}threads", "fast b32", "nn.LSTM batch 32 per token", "lstm b32", 32),
     ]
-    if has_bf16:
+    if bf16 is not None:
         rows += [
-            row("generate b1 bf16 floor", b1["bf16_floor"], "fp32 floor", b1["floor"]),
-            row("generate b1 bf16 fast step", b1["bf16_fast"], "fp32 floor", b1["floor"]),
-            row("generate b1 bf16 fast step", b1["bf16_fast"], "fp32 fast step", b1["fast"]),
-            row("generate b32 bf16 fast step (aggregate)", b32["bf16_fast32"], "fp32 fast step", b32["fast32"]),
+            row("b1_bf16", "bf16 fast b1", "fast step fp32, 1 thread", "fast b1"),
+            row(
+                "b1_bf16_step_vs_fp32_floor", "bf16 step b1", "floor: fp32 matrix products alone", "floor b1"
+            ),
+            row(
+                "b1_bf16_step_vs_bf16_floor",
+                "bf16 step b1",
+                "floor: bf16 matrix products alone",
+                "bf16 floor b1",
+            ),
+            row(
+                "b1_bf16_floor_vs_fp32_floor",
+                "bf16 floor b1",
+                "floor: fp32 matrix products alone",
+                "floor b1",
+            ),
+            row(f"b32_bf16_{threads}threads", "bf16 fast b32", "fast step fp32 batch 32", "fast b32", 32),
         ]
     return rows
 
 
-def held_out_loss(model_dir: Path, text_file: Path, tokens: int = 20000) -> dict[str, float]:
-    """Mean loss (nats/token) of the fp32 and bf16 steps on the first `tokens` of a text."""
+def held_out_text() -> str | None:
+    """The last 10 % of Tiny Shakespeare (what training validates on), or None when it is absent."""
+    path = SHARED_TEXT
+    try:
+        from lstmtext.corpora import resolve
+
+        path = resolve("tinyshakespeare", allow_download=False).path("text")
+    except Exception:  # noqa: BLE001 - the catalogue is optional here: fall back to ../shared
+        pass
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    return text[len(text) - len(text) // 10 :]
+
+
+def step_loss(step: InferenceStep, ids: torch.Tensor) -> float:
+    """Mean cross-entropy (nats/token) of predicting ids[1:] token by token; ids (T,) int64."""
+    logits = torch.empty(len(ids) - 1, step.vocab_size)  # (T - 1, V)
+    state = step.new_state(1)
+    with torch.inference_mode():
+        for t in range(len(ids) - 1):
+            logits[t] = step.step(ids[t : t + 1], state)[0]
+        return torch.nn.functional.cross_entropy(logits, ids[1:]).item()
+
+
+def loss_rows(model_dir: Path, text: str, chars: int = HELD_OUT_CHARS) -> list[dict[str, Any]]:
+    """The fp32 step against the core, and the bf16 step against the fp32 one, on held-out text."""
     from lstmtext.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(model_dir, task="lm")
-    assert isinstance(checkpoint.model, LanguageModel)
-    ids = torch.tensor(checkpoint.tokenizer.encode(text_file.read_text(encoding="utf-8"))[: tokens + 1])
-    result = {"tokens": float(len(ids) - 1)}
+    model = checkpoint.model
+    assert isinstance(model, LanguageModel)
+    ids = torch.tensor(checkpoint.tokenizer.encode(text[:chars]), dtype=torch.long)  # (T,)
     with torch.inference_mode():
-        logits, _ = checkpoint.model(ids[None, :-1])
-        result["core"] = torch.nn.functional.cross_entropy(logits[0], ids[1:]).item()
-    for precision in ("fp32", "bf16"):
-        step = InferenceStep(checkpoint.model, precision=precision)
-        state = step.new_state(1)
-        total = 0.0
-        for t in range(len(ids) - 1):
-            logits = step.step(ids[t : t + 1], state)
-            total += torch.nn.functional.cross_entropy(logits, ids[t + 1 : t + 2]).item()
-        result[precision] = total / (len(ids) - 1)
-    return result
+        logits, _ = model(ids[None, :-1])  # (1, T - 1, V)
+        core = torch.nn.functional.cross_entropy(logits[0].float(), ids[1:]).item()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32 = step_loss(InferenceStep(model), ids)
+        rows = [result("generation.heldout_loss_fp32_step", fp32, "nats/char", "core (nn.LSTM)", core)]
+        if bf16_available():
+            bf16 = step_loss(InferenceStep(model, precision="bf16"), ids)
+            rows.append(result("generation.heldout_loss_bf16_step", bf16, "nats/char", "fp32 step", fp32))
+    finally:
+        torch.set_num_threads(previous)
+    return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Generation speed benchmark.")
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and tokens")
-    parser.add_argument("--json", action="store_true", help="rows as JSON")
-    parser.add_argument("--loss", nargs=2, metavar=("MODEL_DIR", "TEXT_FILE"), help="fp32 vs bf16 held-out loss")
-    args = parser.parse_args()
-    if args.loss:
-        result = held_out_loss(Path(args.loss[0]), Path(args.loss[1]))
-        print(json.dumps({**result, "cpu": cpu_model()}, indent=1))
-        return
-    rows = run(quick=args.quick)
-    if args.json:
-        print(json.dumps({"cpu": cpu_model(), "rows": rows}, indent=1))
-        return
-    print(f"# {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads by default")
-    for r in rows:
-        print(
-            f"{r['name']:42s} {r['value']:>9,.0f} {r['unit']}  vs {r['baseline']:34s} "
-            f"{r['baseline_value']:>9,.0f}  x{r['ratio']:.2f}"
-        )
-    assert all(math.isfinite(float(r["value"])) for r in rows)  # type: ignore[arg-type]
+def run(quick: bool) -> list[dict[str, Any]]:
+    rows = speed_rows(quick)
+    from lstmtext.pretrained import default_lm_dir
 
-
-if __name__ == "__main__":
-    main()
+    text = held_out_text()
+    try:
+        model_dir = default_lm_dir()
+    except LstmTextError:
+        model_dir = None  # the embedded model is not built: no quality rows
+    if model_dir is not None and text is not None:
+        rows += loss_rows(model_dir, text, chars=1000 if quick else HELD_OUT_CHARS)
+    return rows

@@ -101,7 +101,9 @@ class BareLoop:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                 outputs, state = self.lstm(self.embedding(x), self.state)
                 logits = self.head(outputs)  # (B, T, V)
-                loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+                loss = nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1)
+                )
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -131,6 +133,12 @@ class RealLoop:
                 lr=LR,
                 clip=CLIP,
                 eval_every=200,
+                # Each segment ends in an evaluation and a checkpoint, as a run's end does (not
+                # timed): one validation batch is enough, and a constant rate keeps the plateau
+                # schedule from halving one variant's rate and not the other's.
+                eval_batches=1,
+                lr_schedule="constant",
+                patience=None,
                 keep_last=0,
                 device="cpu",
                 precision=precision,

@@ -95,7 +95,8 @@ def memory_mapped_ids(
     def progress(done: int, total: int) -> None:
         if on_event is not None:
             message = f"tokenising {path.name} into {cache_dir} (once; later runs reuse it)"
-            on_event(TrainEvent("prepare", done, total, elapsed=time.perf_counter() - started, message=message))
+            elapsed = time.perf_counter() - started
+            on_event(TrainEvent("prepare", done, total, elapsed=elapsed, message=message))
 
     if distributed.is_main:
         ids = cached_ids(path, tokenizer, cache_dir, on_progress=progress)

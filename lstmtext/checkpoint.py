@@ -32,7 +32,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from lstmtext.config import RunConfig
-from lstmtext.errors import CheckpointError, OutputLocked
+from lstmtext.errors import CheckpointError, OutputLocked, TokenizerError
 from lstmtext.files import atomic_write_bytes, atomic_write_text
 from lstmtext.model import Classifier, LanguageModel, build_model
 from lstmtext.tokenizer import TextTokenizer
@@ -107,6 +107,11 @@ class Checkpoint:
 
 
 def read_config(directory: Path) -> RunConfig:
+    directory = Path(directory)
+    if not directory.exists():
+        raise CheckpointError(f"model directory {directory} does not exist")
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} is not a directory (a checkpoint is a folder with {CONFIG})")
     path = directory / CONFIG
     try:
         text = path.read_text(encoding="utf-8")
@@ -120,20 +125,18 @@ def read_config(directory: Path) -> RunConfig:
 def load_checkpoint(directory: Path | str, *, task: str | None = None, device: str = "cpu") -> Checkpoint:
     """Read config, tokenizer and weights; check they agree. `task` = the head the caller needs."""
     directory = Path(directory)
-    if not directory.exists():
-        raise CheckpointError(f"model directory {directory} does not exist")
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a directory (a checkpoint is a folder with {CONFIG})")
     config = read_config(directory)
     if task is not None and config.model.task != task:
         wanted = {"lm": "a language model", "classify": "a classifier"}
         raise CheckpointError(
             f"{directory} holds {wanted[config.model.task]}, but this command needs {wanted[task]}"
         )
+    if not (directory / TOKENIZER).exists():
+        raise CheckpointError(f"{directory} is not a complete checkpoint: {TOKENIZER} is missing")
     try:
         tokenizer = TextTokenizer.load(directory / TOKENIZER)
-    except FileNotFoundError:
-        raise CheckpointError(f"{directory} is not a complete checkpoint: {TOKENIZER} is missing") from None
+    except TokenizerError as error:
+        raise CheckpointError(f"{directory}: {error}") from None
     if tokenizer.vocab_size != config.model.vocab_size:
         raise CheckpointError(
             f"{directory}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
@@ -220,19 +223,33 @@ def _umask() -> int:
     return current
 
 
-def read_resume_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Extra tensors and trainer state of a resume checkpoint (weights are loaded separately)."""
-    # A crash between the two renames of write_resume_checkpoint leaves only the retired copy.
+def resume_directory(directory: Path) -> Path:
+    """`directory`, or its retired copy where a crash between the two renames of
+    write_resume_checkpoint left only that."""
     retired = directory.with_name(f".{directory.name}.old")
-    if not directory.exists() and retired.exists():
-        directory = retired
+    return retired if not directory.exists() and retired.exists() else directory
+
+
+def read_resume_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Extra tensors and trainer state of a resume checkpoint (weights: load_weights on
+    resume_directory(directory) / WEIGHTS)."""
+    directory = resume_directory(directory)
+    for name in (OPTIMIZER, TRAINER_STATE):
+        if not (directory / name).exists():
+            raise CheckpointError(f"cannot resume: {directory / name} is missing")
     try:
         tensors = load_file(directory / OPTIMIZER, device="cpu")
-        state = json.loads((directory / TRAINER_STATE).read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise CheckpointError(f"cannot resume: {error.filename} is missing") from None
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"cannot resume from {directory}: corrupt trainer state ({error})") from None
+        raise CheckpointError(
+            f"cannot resume: {directory / OPTIMIZER} is not a valid safetensors file "
+            f"(truncated or corrupt?): {error}"
+        ) from None
+    try:
+        state = json.loads((directory / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(
+            f"cannot resume: {directory / TRAINER_STATE} is not valid JSON ({error})"
+        ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"cannot resume from {directory}: {TRAINER_STATE} is not an object")
     return tensors, state

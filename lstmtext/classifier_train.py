@@ -191,12 +191,16 @@ class ClassifierTrainer:
             return 0
         return max(1, round((self.config.epochs or 1) * self.steps_per_epoch))
 
-    def _lr_scale(self) -> float:
+    def _lr_scale(self, elapsed: float) -> float:
         warmup = self.config.warmup_steps
         if warmup and self.step < warmup:
             return (self.step + 1) / warmup
         if self.config.lr_schedule == "cosine" and self.total_steps > warmup:
             progress = min(1.0, (self.step - warmup) / (self.total_steps - warmup))
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if self.config.lr_schedule == "cosine" and not self.total_steps and self.config.max_time:
+            # Only a time budget: anneal over the clock, so the run ends at a low rate on any machine.
+            progress = min(1.0, elapsed / self.config.max_time)
             return 0.5 * (1 + math.cos(math.pi * progress))
         return self.plateau_scale
 
@@ -222,7 +226,7 @@ class ClassifierTrainer:
         while True:
             order = self.rng.permutation(len(self.train_ids))
             pool = size * 50
-            batches = []
+            batches: list[list[int]] = []
             for start in range(0, len(order), pool):
                 chunk = order[start : start + pool]
                 chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
@@ -233,10 +237,10 @@ class ClassifierTrainer:
     def _loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         return nn.functional.cross_entropy(logits.float(), targets, weight=self.class_weight)
 
-    def _train_step(self, rows: list[int]) -> tuple[float, int]:
+    def _train_step(self, rows: list[int], elapsed: float) -> tuple[float, int]:
         ids, lengths = pad_batch([self.train_ids[i] for i in rows], self.tokenizer.pad_id)
         targets = torch.from_numpy(self.train_targets[rows]).to(self.device)
-        scale = self._lr_scale()
+        scale = self._lr_scale(elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * scale
         with autocast_context(self.precision, self.device):
@@ -336,7 +340,7 @@ class ClassifierTrainer:
                 stop_reason = "interrupted"
                 break
             self._unfreeze()
-            loss, tokens = self._train_step(next(batches))
+            loss, tokens = self._train_step(next(batches), elapsed)
             if not math.isfinite(loss):
                 stop_reason = "diverged"
                 self.on_event(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import mmap
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 import torch
@@ -195,6 +197,9 @@ class TokenStream:
 
 # ---- id cache for big corpora
 
+_FINGERPRINT_BYTES = 1 << 20  # of the head and of the tail, hashed into the cache key
+_MAX_CARRY_BYTES = 64 << 20  # text held back while looking for an exact place to cut
+
 
 def cached_ids(
     path: Path,
@@ -203,22 +208,26 @@ def cached_ids(
     chunk_bytes: int = 16 << 20,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """The token ids of a UTF-8 file, memory-mapped from a ``.npy`` cache made on first use.
+    """The token ids (N,) of a UTF-8 file, an ``np.memmap`` of a ``.npy`` cache made on first use.
 
-    The cache file is keyed by the corpus's path, size and mtime and the sha256 of the
-    tokenizer's JSON, so a changed corpus or tokenizer makes a new one (the stale one is
-    removed). The file is tokenised in chunks cut after newlines where every level encodes the
-    same as the whole text (see ``_cut``). ``on_progress(done_bytes, total_bytes)`` follows it.
+    The cache file is keyed by the corpus's path, size, mtime, a hash of its first and last MiB
+    and the sha256 of the tokenizer's JSON, so a changed corpus or tokenizer makes a new one (the
+    stale one is removed). Hashing the whole file would cost as much as tokenising it again.
+    The file is tokenised in chunks cut where every level encodes the same as the whole text
+    (see ``_cut``), and the ids are written straight into the ``.npy`` file, so neither the
+    text nor its ids are ever in memory whole. ``on_progress(done_bytes, total_bytes)`` follows it.
     """
     path = Path(path)
     cache_dir = Path(cache_dir)
     try:
         stat = path.stat()
+        fingerprint = _fingerprint(path, stat.st_size)
     except OSError as error:
         raise CorpusError(f"{path}: {error.strerror or 'cannot read'}") from None
     tokenizer_hash = hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()
     where = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:8]
-    key = hashlib.sha256(f"{stat.st_size}\0{stat.st_mtime_ns}\0{tokenizer_hash}".encode()).hexdigest()[:16]
+    key_text = f"{stat.st_size}\0{stat.st_mtime_ns}\0{fingerprint}\0{tokenizer_hash}"
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     stem = f"{path.stem}-{where}"
     final = cache_dir / f"{stem}.{key}.npy"
     if final.exists():
@@ -226,30 +235,56 @@ def cached_ids(
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     dtype = tokenizer.encode_array("").dtype
-    raw = _temp_in(cache_dir, f"{stem}.ids")
-    npy = _temp_in(cache_dir, f"{stem}.npy")
+    partial = _temp_in(cache_dir, f"{stem}.npy")
     try:
-        count = _tokenize_file(path, tokenizer, raw, chunk_bytes, stat.st_size, on_progress)
-        # The final size is known only now, so ids go to a raw file first, then into the .npy.
-        array = np.lib.format.open_memmap(npy, mode="w+", dtype=dtype, shape=(count,))
-        if count:
-            array[:] = np.memmap(raw, dtype=dtype, mode="r", shape=(count,))
-        array.flush()
-        del array
-        os.replace(npy, final)
+        with partial.open("wb") as out:
+            # numpy pads the header so that any length fits in the same bytes: write it now with
+            # 0 tokens, the ids after it, then the header again with the count.
+            _write_npy_header(out, dtype, 0)
+            count = _tokenize_file(path, tokenizer, out, chunk_bytes, stat.st_size, on_progress)
+            out.seek(0)
+            _write_npy_header(out, dtype, count)
+        os.replace(partial, final)
     finally:
-        raw.unlink(missing_ok=True)
-        npy.unlink(missing_ok=True)
-    for stale in cache_dir.glob(f"{stem}.*.npy"):
+        partial.unlink(missing_ok=True)
+    for stale in cache_dir.glob(f"{glob.escape(stem)}.*.npy"):
         if stale != final:
             stale.unlink(missing_ok=True)
     return np.load(final, mmap_mode="r")
 
 
+def release_pages(ids: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped id array from this process's resident set.
+
+    Pages read through a file mapping count in RSS until unmapped, so a whole epoch over a
+    memory-mapped corpus would end up "resident" (nanoGPT reopens its np.memmap every batch
+    for the same reason). MADV_DONTNEED on a read-only file mapping only unmaps: the page
+    cache keeps the data and the next read maps it again. A no-op for in-memory arrays.
+    """
+    mapping = getattr(ids, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def _fingerprint(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        digest.update(file.read(_FINGERPRINT_BYTES))
+        if size > _FINGERPRINT_BYTES:
+            file.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+            digest.update(file.read(_FINGERPRINT_BYTES))
+    return digest.hexdigest()
+
+
+def _write_npy_header(out: BinaryIO, dtype: np.dtype, count: int) -> None:
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (count,)}
+    np.lib.format.write_array_header_1_0(out, header)
+
+
 def _tokenize_file(
     path: Path,
     tokenizer: TextTokenizer,
-    out_path: Path,
+    out: BinaryIO,
     chunk_bytes: int,
     total: int,
     on_progress: Callable[[int, int], None] | None,
@@ -257,13 +292,22 @@ def _tokenize_file(
     count = 0
     done = 0  # bytes of the file tokenised so far
     carry = b""
-    with path.open("rb") as file, out_path.open("wb") as out:
+    char_level = tokenizer.level == "char"
+    with path.open("rb") as file:
         while True:
             block = file.read(chunk_bytes)
             data = carry + block
             if done == 0:
                 _check_head(data, str(path))
             cut = len(data) if not block else _cut(data, bpe=tokenizer.level == "bpe")
+            if cut == 0 and char_level and len(data) >= chunk_bytes:
+                # A long run without a newline: characters are tokens on their own at char level,
+                # so any character boundary will do (never inside a UTF-8 sequence).
+                cut = _char_boundary(data)
+            elif cut == 0 and len(data) >= max(_MAX_CARRY_BYTES, 4 * chunk_bytes):
+                # Word/BPE text with no exact cut for this long: the last newline, so memory stays
+                # bounded, at the price of (at most) one merge or word differing at the cut.
+                cut = data.rfind(b"\n") + 1
             if cut == 0 and block:
                 carry = data  # no newline yet: read on
                 continue
@@ -285,19 +329,28 @@ def _tokenize_file(
                 return count
 
 
+def _char_boundary(data: bytes) -> int:
+    """The last place in data that is not inside a UTF-8 sequence (0 if there is none)."""
+    for i in range(len(data) - 1, max(-1, len(data) - 5), -1):
+        if data[i] & 0xC0 != 0x80:  # a lead or ASCII byte starts a character
+            return i
+    return 0
+
+
 def _cut(data: bytes, bpe: bool) -> int:
     """Where to end a chunk so that it encodes as in the whole text: just after a newline.
 
-    Any newline at char and word level; at BPE level only where ``bpe_cut_is_exact`` allows,
-    else (rarely) the last newline, which may cost a merge across the cut. 0 when there is no
-    newline.
+    Any newline at char and word level; at BPE level only where ``bpe_cut_is_exact`` allows
+    (as ``encode_array`` cuts its blocks). 0 when there is no such place: read on.
     """
+    if not bpe:
+        return data.rfind(b"\n") + 1
     end = len(data) - 2  # the cut test needs the two bytes after the newline
-    while bpe and (i := data.rfind(b"\n", 0, end)) > 0:
+    while (i := data.rfind(b"\n", 0, end)) > 0:
         if bpe_cut_is_exact(chr(data[i - 1]), chr(data[i + 1]), chr(data[i + 2])):
             return i + 1
         end = i
-    return data.rfind(b"\n") + 1
+    return 0
 
 
 def _temp_in(directory: Path, name: str) -> Path:

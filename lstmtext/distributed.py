@@ -210,9 +210,16 @@ def process_group(context: Distributed, device: torch.device) -> Iterator[None]:
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    store, _, _ = next(
+        dist.rendezvous("env://", context.rank, context.world_size, timeout=COLLECTIVE_TIMEOUT)
+    )
+    # torchrun keeps one store for every restart of a run, and the ranks of an earlier attempt
+    # left their addresses in it: a new rank could read a dead peer's and fail to connect.
+    # Each attempt gets its own keys.
+    store = dist.PrefixStore(f"lstmtext/attempt-{context.restart_count}/", store)
     dist.init_process_group(
         backend_for(device),
-        init_method="env://",
+        store=store,
         rank=context.rank,
         world_size=context.world_size,
         timeout=COLLECTIVE_TIMEOUT,

@@ -39,5 +39,9 @@ class TrainingInterrupted(LstmTextError):
         self.exit_code = 128 + signal_number
 
 
+class TrainingDiverged(LstmTextError):
+    """The loss stayed NaN or infinite after rolling back to the last checkpoint."""
+
+
 class OutputLocked(LstmTextError):
     """Another training run holds the output directory."""

@@ -124,6 +124,11 @@ def _partial_match(text: str, stop: str) -> int:
     return 0
 
 
+def _token_text(tokenizer: TextTokenizer, context: int, token_id: int) -> str:
+    """The text `token_id` adds after the token `context` (word level: with its space)."""
+    return tokenizer.decode([context, token_id])[len(tokenizer.decode([context])) :]
+
+
 def start_ids(tokenizer: TextTokenizer, seed_text: str) -> list[int]:
     """The prime text's ids; for an empty seed, a line break (see the module docstring)."""
     if seed_text:
@@ -154,8 +159,9 @@ def never_produced(tokenizer: TextTokenizer) -> list[int]:
 class Session:
     """A model, its tokenizer and the carried state of `rows` samples: feed text, sample more.
 
-    Interactive use feeds each prompt with `feed` and reads the continuation from `sample`;
-    the state runs on from one to the next, never re-running what came before.
+    Interactive use feeds each prompt with `feed` and reads the continuation from `sample`
+    (or picks it token by token with `top_tokens` and `choose`); the state runs on from one
+    to the next, never re-running what came before.
     """
 
     def __init__(
@@ -228,6 +234,37 @@ class Session:
             if piece:
                 yield row, piece
         self.logits = self.logits.clone()
+
+    def top_tokens(self, k: int) -> list[tuple[int, float, str]]:
+        """The k most likely next tokens of row 0, most likely first: (token id, probability, text).
+
+        Tokens sampling never produces (see never_produced) are left out, so fewer than k
+        may come back. With choose(), a user can pick the continuation token by token.
+        """
+        if k < 1:
+            raise ConfigError(f"the number of top tokens must be at least 1, not {k}")
+        if self.logits is None:
+            self.feed("")
+        assert self.logits is not None
+        probs = self.logits[0].float().softmax(dim=-1)  # (V,)
+        values, ids = probs.topk(min(k, probs.shape[0]))
+        return [
+            (token_id, p, _token_text(self.tokenizer, self.last_ids[0], token_id))
+            for p, token_id in zip(values.tolist(), ids.tolist(), strict=True)
+            if p > 0.0
+        ]
+
+    def choose(self, token_id: int) -> str:
+        """Append this token to every row as if it had been sampled; the text it adds."""
+        if not 0 <= token_id < self.step.vocab_size:
+            raise ConfigError(f"token id {token_id} is outside the vocabulary of {self.step.vocab_size}")
+        if self.logits is None:
+            self.feed("")
+        text = _token_text(self.tokenizer, self.last_ids[0], token_id)
+        ids = torch.full((self.rows,), token_id, dtype=torch.long, device=self.step.device)
+        self.logits = self.step.step(ids, self.state).clone()  # the step's buffer is reused
+        self.last_ids = [token_id] * self.rows
+        return text
 
     def beam_search(self) -> str:
         """The most likely continuation of `length` tokens found by a beam of `config.beam` rows."""

@@ -111,13 +111,17 @@ class StepState:
 class InferenceStep:
     """Pre-arranged weights of a LanguageModel for token-by-token generation.
 
+    Used as:
+
         step = InferenceStep(model)
         state = step.new_state(batch_size)
         logits = step.prime(prompt_ids, state)      # (B, V), the prompt fed once
         logits = step.step(next_ids, state)         # (B, V), one token per row
     """
 
-    def __init__(self, model: LanguageModel, *, precision: str = "fp32", table_limit: int = TABLE_LIMIT) -> None:
+    def __init__(
+        self, model: LanguageModel, *, precision: str = "fp32", table_limit: int = TABLE_LIMIT
+    ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"inference precision must be fp32 or bf16, not {precision!r}")
         if precision == "bf16" and not bf16_available():
@@ -144,7 +148,9 @@ class InferenceStep:
             for layer in range(self.num_layers):
                 w_ih = getattr(lstm, f"weight_ih_l{layer}").detach().float()[order]  # (4H, I)
                 w_hh = getattr(lstm, f"weight_hh_l{layer}").detach().float()[order]  # (4H, H)
-                bias = (getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")).detach().float()
+                bias = (
+                    (getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")).detach().float()
+                )
                 bias = bias[order][None, :]  # (1, 4H)
                 if layer == 0 and self.use_table:
                     self.table = (embedding @ w_ih.T + bias).contiguous()  # (V, 4H)
@@ -214,7 +220,9 @@ class InferenceStep:
     def to_core_state(self, state: StepState) -> State:
         """(h, c), each (L, B, H), as LSTMCore takes and returns it."""
         with torch.inference_mode():
-            hidden = torch.stack([state.hidden[:, self._hidden_slice(i)] for i in range(self.num_layers)]).float()
+            hidden = torch.stack(
+                [state.hidden[:, self._hidden_slice(i)] for i in range(self.num_layers)]
+            ).float()
             return hidden, state.cell.clone()
 
     def load_core_state(self, core_state: State, state: StepState) -> None:

@@ -3,7 +3,9 @@
 Formats (picked by what the source is, then by its first line):
 
 - a folder per label: ``DIR/pos/*.txt``, ``DIR/neg/*.txt`` (as IMDb ships), one text per file;
-- JSONL (``.jsonl`` / ``.json``, or a first line starting with ``{``): ``{"text": ..., "label": ...}``;
+  a folder named ``unsup`` (IMDb's unlabelled reviews) is not a label and is skipped;
+- JSONL (``.jsonl`` / ``.json``, or, in a file of no known suffix, a first line starting with ``{``):
+  ``{"text": ..., "label": ...}``;
 - CSV (``.csv``) with a header row naming the label and text columns;
 - TSV with such a header, or without one: ``label<TAB>text`` (as in ``../shared/corpora``).
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from lstmtext.errors import DataError
 
 FORMATS = ("auto", "tsv", "csv", "jsonl", "folders")
+UNLABELLED = "unsup"  # the folder of unlabelled reviews beside pos/ and neg/ in IMDb
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ def read_labelled(
     encoding: str = "utf-8",
     fmt: str = "auto",
 ) -> LabelledData:
-    """Read and check labelled examples from one or more sources (`-` is stdin).
+    """Read and check labelled examples from one or more sources (`-` is stdin, and a name
+    from the corpus catalogue, `sst2` or `imdb:test`, is that corpus's file).
 
     `known_labels`: the classes a trained model has; any other label is an error.
     `min_classes`: training needs two classes; evaluation may pass 1.
@@ -106,6 +110,9 @@ def read_labelled(
 
 def _read_one(source: str, columns: Columns, encoding: str, fmt: str) -> LabelledData:
     path = Path(source)
+    if source != "-" and not path.exists():
+        path = _catalogue_file(source) or path
+        source = str(path)
     if source != "-" and path.is_dir():
         if fmt not in ("auto", "folders"):
             raise DataError(f"{source} is a directory, not a {fmt} file")
@@ -125,6 +132,18 @@ def _read_one(source: str, columns: Columns, encoding: str, fmt: str) -> Labelle
     if fmt == "csv":
         return _read_csv(name, text, columns)
     return _read_tsv(name, lines, columns)
+
+
+def _catalogue_file(source: str) -> Path | None:
+    """The file of a labelled corpus named in the catalogue (`sst2`, `sst2:test`), or None."""
+    from lstmtext.corpora import catalogue, resolve  # only needed for names
+
+    name, _, role = source.partition(":")
+    entry = catalogue().get(name)
+    if entry is None or entry.kind != "labelled":
+        return None
+    # The converted sentiment sets cannot be downloaded; resolve says where it looked.
+    return resolve(name, allow_download=False).path(role or None)
 
 
 def _read_source(source: str, encoding: str) -> str:
@@ -148,6 +167,8 @@ def _guess_format(path: Path, lines: list[str]) -> str:
         return "jsonl"
     if suffix == ".csv":
         return "csv"
+    if suffix in (".tsv", ".tab"):
+        return "tsv"  # whatever its first line holds: a label may well start with "{"
     first = next((line for line in lines if line.strip()), "")
     return "jsonl" if first.lstrip().startswith("{") else "tsv"
 
@@ -262,7 +283,9 @@ def _read_jsonl(name: str, lines: list[str], columns: Columns) -> LabelledData:
 
 
 def _read_folders(directory: Path, encoding: str) -> LabelledData:
-    folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(
+        p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != UNLABELLED
+    )
     if not folders:
         raise DataError(
             f"{directory}: no label folders (expected e.g. {directory}/pos/*.txt, {directory}/neg/*.txt)"

@@ -16,12 +16,18 @@ from pathlib import Path
 import torch
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.bigcorpus import BIG_CORPUS_BYTES, BIG_EVAL_BATCHES, big_corpus_file, default_cache_dir
-from lstmtext.bigcorpus import memory_mapped_ids, read_sample
+from lstmtext.bigcorpus import (
+    BIG_CORPUS_BYTES,
+    BIG_EVAL_BATCHES,
+    big_corpus_file,
+    default_cache_dir,
+    memory_mapped_ids,
+    read_sample,
+)
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, read_text, split_ids
 from lstmtext.distributed import Distributed, process_group
-from lstmtext.errors import CorpusError
+from lstmtext.errors import CheckpointError, CorpusError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import Trainer, TrainEvent, TrainResult, evaluate_stream, select_device
@@ -91,8 +97,11 @@ def train_language_model(
             train_config = replace(train_config, eval_batches=BIG_EVAL_BATCHES)
         val_text = read_text(val_sources, encoding=encoding, errors=errors) if val_sources else None
         if resume:
-            previous = ckpt.read_config(out_dir / "checkpoints" / "last")
-            tokenizer = TextTokenizer.load(out_dir / "checkpoints" / "last" / ckpt.TOKENIZER)
+            last = ckpt.resume_directory(out_dir / "checkpoints" / "last")
+            if not last.exists():
+                raise CheckpointError(f"nothing to resume: {last} does not exist")
+            previous = ckpt.read_config(last)
+            tokenizer = TextTokenizer.load(last / ckpt.TOKENIZER)
             run_config = replace(previous, train=train_config)
         else:
             # Trained once, on rank 0, so that every rank has exactly the same vocabulary.

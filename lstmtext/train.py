@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import threading
 import time
@@ -23,16 +24,21 @@ from torch import Tensor, nn
 
 from lstmtext import checkpoint as ckpt
 from lstmtext.config import RunConfig, TrainConfig
-from lstmtext.corpus import TokenStream, fit_batch_shape
+from lstmtext.corpus import TokenStream, fit_batch_shape, release_pages
 from lstmtext.distributed import Distributed, local_batch_size, row_block
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel, State
 from lstmtext.tokenizer import TextTokenizer
 
+# Batches between dropping the pages of a memory-mapped corpus from RSS: each batch maps about
+# B * T * 2 bytes more (13 KB at 64 x 100), so RSS grows by at most ~13 MB between two drops.
+RELEASE_PAGES_EVERY = 1000
+
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """One thing the loop has to say. kind: log | eval | checkpoint | warning | stop."""
+    """One thing the loop has to say. kind: log | eval | checkpoint | warning | stop, or prepare
+    (tokenising a big corpus into its id cache: step and total_steps are bytes done and in all)."""
 
     kind: str
     step: int
@@ -74,23 +80,37 @@ def select_device(name: str) -> torch.device:
         raise ConfigError(f"unknown device {name!r}") from None
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU multiplies bf16 natively (AVX512-BF16 or AMX), so autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16), so autocast pays off.
+
+    Read from the CPU's feature flags (/proc/cpuinfo, or `cpuinfo` as its text), not guessed from
+    the model name. Without those instructions oneDNN emulates bf16 and autocast is slower than
+    fp32. Other platforms (macOS, ARM) answer False: bf16 there is not measured.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return not {"avx512_bf16", "amx_bf16"}.isdisjoint(value.split())
+    return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto: bf16 where the device computes it natively (a GPU that supports it, a CPU with
+    AVX512-BF16 or AMX), else fp32. fp16 (with gradient scaling) only when asked for, on CUDA."""
     if precision != "auto":
         if precision == "fp16" and device.type != "cuda":
             raise ConfigError("fp16 needs a CUDA device; use --precision bf16 on CPU")
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
 
 
 def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -265,7 +285,9 @@ class Trainer:
     def _total_steps(self) -> int:
         if self.config.max_steps is not None:
             return self.config.max_steps
-        epochs = self.config.epochs if self.config.epochs is not None else (None if self.config.max_time else 1)
+        epochs = (
+            self.config.epochs if self.config.epochs is not None else (None if self.config.max_time else 1)
+        )
         if epochs is None:
             return 0  # time-bound only: unknown
         return max(1, round(epochs * self.steps_per_epoch))
@@ -285,7 +307,9 @@ class Trainer:
             "elapsed": self.elapsed_before + self._elapsed(),
             "param_groups": groups,
             "torch_rng": torch.get_rng_state().tolist(),
-            "cuda_rng": [s.tolist() for s in torch.cuda.get_rng_state_all()] if self.device.type == "cuda" else [],
+            "cuda_rng": [s.tolist() for s in torch.cuda.get_rng_state_all()]
+            if self.device.type == "cuda"
+            else [],
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
         }
 
@@ -296,10 +320,17 @@ class Trainer:
         # the checkpoint is the same as a single process's and resumes on any number of ranks.
         hidden, cell = (self.dist.gather_rows(t, dim=1) for t in self.state)
         if self.dist.is_main:
-            self._write_resume(hidden, cell)
+            with self._saving():
+                self._write_resume(hidden, cell)
         self.dist.barrier()  # no rank reads checkpoints/last (rollback) before it is complete
 
     def _write_resume(self, hidden: Tensor, cell: Tensor) -> None:
+        # The history first: a crash between the two leaves metrics a step ahead of the checkpoint,
+        # which a resume trims (restore() drops records past its step), never a checkpoint whose
+        # history was lost.
+        ckpt.atomic_write_text(
+            self.out_dir / ckpt.METRICS, "".join(json.dumps(h) + "\n" for h in self.history)
+        )
         tensors, _ = ckpt.optimizer_tensors(self.optimizer)
         tensors["carry.hidden"], tensors["carry.cell"] = hidden, cell
         ckpt.write_resume_checkpoint(
@@ -313,23 +344,43 @@ class Trainer:
         if self.config.keep_last > 0:
             step_dir = self.out_dir / "checkpoints" / f"step-{self.step:08d}"
             if not step_dir.exists():
-                shutil.copytree(self.out_dir / "checkpoints" / "last", step_dir)
+                # Copied under a hidden name, then renamed: a full disk never leaves half a step folder.
+                partial = step_dir.with_name(f".{step_dir.name}.partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                try:
+                    shutil.copytree(self.out_dir / "checkpoints" / "last", partial)
+                    os.replace(partial, step_dir)
+                finally:
+                    shutil.rmtree(partial, ignore_errors=True)
             step_dirs = sorted(p for p in step_dir.parent.glob("step-*") if p.is_dir())
             for old in step_dirs[: -self.config.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
-        ckpt.atomic_write_text(self.out_dir / ckpt.METRICS, "".join(json.dumps(h) + "\n" for h in self.history))
 
     def _save_best(self) -> None:
         if not self.dist.is_main:
             return
-        ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
-        ckpt.atomic_write_text(
-            self.out_dir / ckpt.BEST,
-            json.dumps({"step": self.best_step, "val_loss": self.best_val_loss}, indent=1) + "\n",
-        )
+        with self._saving():
+            ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
+            ckpt.atomic_write_text(
+                self.out_dir / ckpt.BEST,
+                json.dumps({"step": self.best_step, "val_loss": self.best_val_loss}, indent=1) + "\n",
+            )
+
+    @contextlib.contextmanager
+    def _saving(self) -> Iterator[None]:
+        """A full disk or a read-only folder as one clear error. Every write is atomic (a temp
+        file or folder renamed into place), so what was saved before is still whole."""
+        try:
+            yield
+        except OSError as error:
+            raise CheckpointError(
+                f"cannot save a checkpoint in {self.out_dir}: {error.strerror or error}; "
+                "the checkpoints saved before are intact (free space, then continue with --resume)"
+            ) from error
 
     def restore(self, directory: Path) -> None:
         """Put model, optimizer, RNG and loop position back as they were at `directory`'s save."""
+        directory = ckpt.resume_directory(directory)
         tensors, state = ckpt.read_resume_checkpoint(directory)
         ckpt.load_weights(self.model, directory / ckpt.WEIGHTS)
         self.model.to(self.device)
@@ -349,7 +400,9 @@ class Trainer:
             if state.get("scaler") and self.scaler.is_enabled():
                 self.scaler.load_state_dict(state["scaler"])
         except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"cannot resume from {directory}: trainer state is incomplete ({error})") from None
+            raise CheckpointError(
+                f"cannot resume from {directory}: trainer state is incomplete ({error})"
+            ) from None
         if self.dist.enabled:
             # The checkpoint holds rank 0's RNG; reseeding keeps the ranks' dropout masks apart.
             torch.manual_seed(self.config.random_state + self.step * self.dist.world_size + self.dist.rank)
@@ -381,6 +434,8 @@ class Trainer:
             if self.batch_index >= self.steps_per_epoch:
                 self.batch_index = 0
                 self.state = self.model.core.initial_state(self.local_batch, self.device)
+            if self.batch_index % RELEASE_PAGES_EVERY == 0:
+                release_pages(self.train_stream.rows)  # a memory-mapped corpus: keep RSS flat
             inputs, targets = self.train_stream.batch(self.batch_index)
             pin = self.device.type == "cuda"
             if pin:
@@ -392,7 +447,9 @@ class Trainer:
             group["lr"] = lr
         with autocast_context(self.precision, self.device):
             logits, state = self.network(inputs, self.state)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+            loss = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1)
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.clip > 0:
@@ -401,6 +458,10 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.state = detach_state(state)
+        # A finite loss can still come with an update that leaves a weight non-finite (an inf
+        # gradient); such a step counts as a non-finite loss, so its weights never reach a checkpoint.
+        finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
+        loss = torch.where(finite, loss.detach(), torch.nan)
         # .item() syncs with the device once per step; the loss is needed for the NaN guard anyway.
         # Averaged over ranks: the loss of the global batch, so every rank takes the same NaN decision.
         return self.dist.mean(loss.item())
@@ -418,8 +479,8 @@ class Trainer:
                 max_batches=self.config.eval_batches,
             )
             total = loss * count
-        total, count = self.dist.all_reduce_sum([total, count])
-        return total / count
+        total_all, count_all = self.dist.all_reduce_sum([total, count])
+        return total_all / count_all
 
     def _rollback(self, loss: float) -> bool:
         """Non-finite loss: go back to the last checkpoint with half the rate. False: give up."""
@@ -427,8 +488,12 @@ class Trainer:
         self.rollbacks += 1
         if self.rollbacks > 3 or not last.exists():
             return False
+        # The checkpoint predates this rollback: its count and rate must not undo it, or a loss
+        # that stays NaN would roll back forever at the same rate.
+        rollbacks, scale = self.rollbacks, self.schedule.plateau_scale
         self.restore(last)
-        self.schedule.plateau_scale *= 0.5
+        self.rollbacks = rollbacks
+        self.schedule.plateau_scale = scale * 0.5
         self.on_event(
             TrainEvent(
                 "warning",
@@ -452,7 +517,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             last = self.out_dir / "checkpoints" / "last"
-            if not last.exists() and not last.with_name(".last.old").exists():
+            if not ckpt.resume_directory(last).exists():
                 raise CheckpointError(f"nothing to resume: {last} does not exist")
             self.restore(last)
         elif self.dist.is_main:
@@ -492,7 +557,9 @@ class Trainer:
                 speed = window_tokens / max(now - window_start, 1e-9)
                 window_tokens, window_start = 0, now
                 record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_second": speed}
-                self.history.append(record | {"kind": "log", "elapsed": self.elapsed_before + self._elapsed()})
+                self.history.append(
+                    record | {"kind": "log", "elapsed": self.elapsed_before + self._elapsed()}
+                )
                 self.on_event(
                     TrainEvent(
                         "log",
@@ -538,11 +605,20 @@ class Trainer:
             self.schedule.on_stall()
         elapsed = self.elapsed_before + self._elapsed()
         self.history.append(
-            {"kind": "eval", "step": self.step, "loss": loss, "val_loss": val_loss, "lr": lr, "elapsed": elapsed}
+            {
+                "kind": "eval",
+                "step": self.step,
+                "loss": loss,
+                "val_loss": val_loss,
+                "lr": lr,
+                "elapsed": elapsed,
+            }
         )
         self.save_resume()
         self.on_event(
-            TrainEvent("eval", self.step, self.total_steps, loss=loss, val_loss=val_loss, lr=lr, elapsed=elapsed)
+            TrainEvent(
+                "eval", self.step, self.total_steps, loss=loss, val_loss=val_loss, lr=lr, elapsed=elapsed
+            )
         )
         patience = self.config.patience
         return patience is not None and val_loss is not None and self.stalled_evals >= patience

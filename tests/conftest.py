@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def run_cli(args: Sequence[str], input: str | bytes | None = None) -> CliResult:
     runner = CliRunner()
     with runner.isolation(input=input) as (stdout, stderr, _):
         code = run(list(args))
+        # The runner's text wrappers are not line-buffered as a real stderr is: flush what is pending.
+        sys.stdout.flush()
+        sys.stderr.flush()
         return CliResult(code, stdout.getvalue().decode(), stderr.getvalue().decode())
 
 

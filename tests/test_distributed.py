@@ -5,10 +5,10 @@ The multi-process tests start real processes (marked `ddp`; they run in the defa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -72,7 +72,9 @@ def test_rank_streams_together_are_the_single_process_stream() -> None:
             x = torch.cat([s.batch(index)[0] for s in streams if s is not None])
             y = torch.cat([s.batch(index)[1] for s in streams if s is not None])
             assert torch.equal(x, whole.batch(index)[0]) and torch.equal(y, whole.batch(index)[1])
-    assert shard_stream(ids, 1, 7, 1, 2) is None  # one validation row, two ranks: rank 1 has none
+    # One validation row, two ranks: one rank has it, the other none (and adds zeros to the sums).
+    lone = [shard_stream(ids, 1, 7, rank, 2) for rank in range(2)]
+    assert sum(s is None for s in lone) == 1
 
 
 def test_nproc_launches_torchrun_with_the_same_arguments(cli, tiny_corpus: Path, tmp_path: Path, monkeypatch):
@@ -109,11 +111,33 @@ def test_nproc_launches_torchrun_with_the_same_arguments(cli, tiny_corpus: Path,
     assert "--nproc" not in args and "--max-restarts" not in args
 
 
+def test_classifier_training_refuses_several_processes(cli, tiny_corpus: Path, tmp_path: Path, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    args = ["train", str(tiny_corpus), "--task", "classify", "--out", str(tmp_path / "run")]
+    result = cli([*args, "--nproc", "2"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("lstmtext: error: --task classify trains in one process")
+    monkeypatch.setenv("RANK", "1")  # under torchrun, without --nproc
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = cli(args)
+    assert result.exit_code == 2 and "--task classify" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 # ----- two ranks against one process -------------------------------------------------------------
 
 SHAPE = ModelConfig(vocab_size=1, embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.0)
 CONFIG = TrainConfig(
-    seq_len=16, batch_size=4, lr=1e-2, eval_every=5, max_steps=10, patience=None, random_state=5, threads=1
+    seq_len=16,
+    batch_size=4,
+    lr=1e-2,
+    eval_every=5,
+    max_steps=10,
+    patience=None,
+    random_state=5,
+    threads=1,
+    keep_last=4,
 )
 
 
@@ -128,50 +152,57 @@ def _problem() -> tuple[RunConfig, TextTokenizer, np.ndarray, np.ndarray]:
 
 def _worker(out: str, rank: int, world: int) -> None:
     """One rank of the two-process run (started by the test below through `python -c`)."""
+    import torch.distributed as dist
+
     torch.set_num_threads(1)
     context = from_environment()
     assert (context.rank, context.world_size) == (rank, world)
+    # Rendezvous through a file, not a port: nothing to collide with. process_group() then uses
+    # this group as it is (the torchrun test below goes through its own env:// rendezvous).
+    store = dist.FileStore(f"{out}/rendezvous", world)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
     run_config, tokenizer, train_ids, val_ids = _problem()
     with distributed.process_group(context, torch.device("cpu")):
         trainer = Trainer(run_config, tokenizer, train_ids, val_ids, Path(out), distributed=context)
         trainer.fit()
+    dist.destroy_process_group()
     save_file(
         {k: v.contiguous() for k, v in trainer.model.state_dict().items()}, f"{out}/rank{rank}.safetensors"
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _environment(**extra: str) -> dict[str, str]:
+    env = os.environ | extra | {"OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if Path("/sys/class/net/lo").exists():
+        env["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only, whatever the host name resolves to
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"):
+        if name not in extra:
+            env.pop(name, None)
+    return env
 
 
-def _run_ranks(out: Path, world: int) -> None:
-    port = free_port()
+def _run_ranks(out: Path, world: int, timeout: float = 90) -> None:
+    out.mkdir(parents=True)
     processes = []
     for rank in range(world):
-        env = os.environ | {
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(world),
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        }
+        env = _environment(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
         code = f"from tests.test_distributed import _worker; _worker({str(out)!r}, {rank}, {world})"
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-c", code], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
             )
         )
+    deadline = time.monotonic() + timeout
     try:
         for process in processes:
-            _, stderr = process.communicate(timeout=120)
+            # A rank that fails leaves its peer waiting in a collective: the deadline ends both.
+            _, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 1))
             assert process.returncode == 0, stderr
     finally:
         for process in processes:
             process.kill()
+            process.wait()
 
 
 def _evals(run: Path) -> list[tuple[int, float]]:
@@ -198,9 +229,9 @@ def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path: Path) -> N
     at_10 = load_file(tmp_path / "single" / "checkpoints" / "step-00000010" / "model.safetensors")
     for name in at_10:
         torch.testing.assert_close(rank0[name], at_10[name], rtol=1e-4, atol=1e-5)
-    for (step, loss), (step_single, loss_single) in zip(
-        _evals(tmp_path / "ddp"), _evals(tmp_path / "single")
-    ):
+    evals_ddp, evals_single = _evals(tmp_path / "ddp"), _evals(tmp_path / "single")
+    assert [step for step, _ in evals_ddp] == [5, 10]
+    for (step, loss), (step_single, loss_single) in zip(evals_ddp, evals_single[:2], strict=True):
         assert step == step_single and loss == pytest.approx(loss_single, rel=1e-5)
 
     # Rank 0 wrote a checkpoint like a single process's, with the carried state of all 4 rows;
@@ -254,26 +285,33 @@ def test_killed_worker_restarts_and_resumes_from_the_last_checkpoint(
         sys.executable, "-m", "lstmtext", "train", str(tiny_corpus), "--out", str(out),
         "--nproc", "2", "--max-restarts", "1",
         "--layers", "1", "--hidden", "16", "--embed", "8", "--seq-len", "8", "--batch-size", "4",
-        "--dropout", "0", "--eval-every", "20", "--max-steps", "400", "--threads", "1",
+        "--dropout", "0", "--eval-every", "20", "--max-steps", "200", "--threads", "1",
     ]  # fmt: skip
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        command, env=_environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         state = out / "checkpoints" / "last" / "trainer_state.json"
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 60
         while not state.exists() and launcher.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert state.exists(), "no checkpoint was written"
         workers = {_rank_of(pid): pid for pid in _descendants(launcher.pid)}
+        assert 0 in workers, "the run ended before a worker could be killed"
         # Rank 0 holds the lock and writes the checkpoints: the harshest one to lose.
         os.kill(workers[0], signal.SIGKILL)
-        stdout, stderr = launcher.communicate(timeout=120)
+        stdout, stderr = launcher.communicate(timeout=90)
     finally:
-        launcher.kill()
+        # torchrun starts each worker in a session of its own: end every one of them by pid.
+        for pid in [*_descendants(launcher.pid), launcher.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        launcher.wait()
     assert launcher.returncode == 0, stderr
     assert "restart 1: resuming from" in stderr
-    assert json.loads(state.read_text())["step"] == 400
-    # The restarted run did not start over: the evaluation at step 20 was reported once.
-    assert stderr.count("step 20/400 ") == 1, stderr
+    assert json.loads(state.read_text())["step"] == 200
+    # The restarted run did not start over: it reported no evaluation before the checkpoint's.
+    restarted = stderr.split("restart 1: resuming from", 1)[1]
+    assert "step 20/200 " not in restarted and "step 200/200 " in restarted, stderr
     steps = [step for step, _ in _evals(out)]
-    assert steps == sorted(set(steps)) and steps[-1] == 400
+    assert steps == list(range(20, 201, 20))  # each evaluation recorded once, none lost

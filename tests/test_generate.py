@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +33,9 @@ SEED = "To be"
 
 def random_model(layers: int = 2, vocab: int = 40, embed: int = 8, hidden: int = 16, tie: bool = False):
     torch.manual_seed(layers * 100 + vocab)
-    config = ModelConfig(vocab_size=vocab, embedding_dim=embed, hidden_size=hidden, num_layers=layers, tie_weights=tie)
+    config = ModelConfig(
+        vocab_size=vocab, embedding_dim=embed, hidden_size=hidden, num_layers=layers, tie_weights=tie
+    )
     return LanguageModel(config).eval()
 
 
@@ -39,7 +44,14 @@ def random_model(layers: int = 2, vocab: int = 40, embed: int = 8, hidden: int =
 
 @pytest.mark.parametrize(
     ("layers", "table", "tie"),
-    [(1, True, False), (2, True, False), (3, True, False), (2, False, False), (3, False, False), (2, True, True)],
+    [
+        (1, True, False),
+        (2, True, False),
+        (3, True, False),
+        (2, False, False),
+        (3, False, False),
+        (2, True, True),
+    ],
 )
 def test_fast_step_equals_the_core(layers: int, table: bool, tie: bool) -> None:
     model = random_model(layers, embed=16 if tie else 8, tie=tie)
@@ -135,7 +147,7 @@ def test_word_pieces_take_their_space_from_the_context() -> None:
 def test_stop_filter_finds_a_stop_split_across_pieces() -> None:
     stop = StopFilter("END")
     out = [stop.push(p) for p in ["abc E", "N", "xE", "ND tail"]]
-    assert "".join(out) == "abc ENxE"
+    assert "".join(out) == "abc ENx"  # "xE" + "ND tail" holds the stop
     assert stop.stopped and stop.push("more") == "" and stop.flush() == ""
     open_end = StopFilter("END")
     assert open_end.push("abcE") == "abc" and open_end.flush() == "E"
@@ -180,19 +192,31 @@ def test_same_random_state_same_text(tiny_lm: Path) -> None:
 def test_samples_in_one_batch(tiny_lm: Path) -> None:
     checkpoint = load_checkpoint(tiny_lm, task="lm")
     samples = generate(
-        checkpoint.model, checkpoint.tokenizer, SEED, GenerateConfig(length=30, num_samples=4), make_generator(3)
+        checkpoint.model,
+        checkpoint.tokenizer,
+        SEED,
+        GenerateConfig(length=30, num_samples=4),
+        make_generator(3),
     )
     assert len(samples) == 4 and len(set(samples)) > 1
     greedy = generate(
-        checkpoint.model, checkpoint.tokenizer, SEED, GenerateConfig(length=30, num_samples=3, greedy=True), None
+        checkpoint.model,
+        checkpoint.tokenizer,
+        SEED,
+        GenerateConfig(length=30, num_samples=3, greedy=True),
+        None,
     )
-    single = "".join(stream(checkpoint.model, checkpoint.tokenizer, SEED, GenerateConfig(length=30, greedy=True), None))
+    single = "".join(
+        stream(checkpoint.model, checkpoint.tokenizer, SEED, GenerateConfig(length=30, greedy=True), None)
+    )
     assert greedy == [single] * 3
 
 
 def test_stop_string_ends_the_sample(tiny_lm: Path) -> None:
     checkpoint = load_checkpoint(tiny_lm, task="lm")
-    full = "".join(stream(checkpoint.model, checkpoint.tokenizer, SEED, GenerateConfig(length=80, greedy=True), None))
+    full = "".join(
+        stream(checkpoint.model, checkpoint.tokenizer, SEED, GenerateConfig(length=80, greedy=True), None)
+    )
     stop = full[20:23]
     config = GenerateConfig(length=80, greedy=True, stop=stop)
     cut = "".join(stream(checkpoint.model, checkpoint.tokenizer, SEED, config, None))
@@ -212,6 +236,30 @@ def test_session_carries_state_between_prompts(tiny_lm: Path) -> None:
     prompt = tokenizer.encode("To be" + first + ", or")
     expected = greedy_by_rerunning(checkpoint.model, prompt, 10)[len(prompt) :]
     assert second == tokenizer.decode(expected)
+
+
+def test_choosing_the_top_tokens_one_by_one(tiny_lm: Path) -> None:
+    checkpoint = load_checkpoint(tiny_lm, task="lm")
+    model, tokenizer = checkpoint.model, checkpoint.tokenizer
+    session = Session(model, tokenizer, GenerateConfig(length=10, greedy=True), None)
+    session.feed("To be")
+    top = session.top_tokens(5)
+    probabilities = [p for _, p, _ in top]
+    assert len(top) == 5 and probabilities == sorted(probabilities, reverse=True)
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([tokenizer.encode("To be")]))
+    expected = logits[0, -1].softmax(-1)
+    assert top[0][0] == int(expected[259:].argmax()) + 259  # specials and bytes are never offered
+    assert all(p >= expected[i].item() - 1e-6 for i, p, _ in top)  # renormalised without them
+    assert [text for _, _, text in top] == [tokenizer.decode([i]) for i, _, _ in top]
+    # Picking the second, then the first: the state is that of the text with those characters.
+    second = session.choose(top[1][0])
+    first = session.choose(session.top_tokens(1)[0][0])
+    rest = "".join(piece for _, piece in session.sample())
+    prompt = tokenizer.encode("To be" + second + first)
+    assert rest == tokenizer.decode(greedy_by_rerunning(model, prompt, 10)[len(prompt) :])
+    with pytest.raises(ConfigError):
+        session.choose(10**6)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +291,14 @@ def test_beam_as_wide_as_the_vocabulary_is_exact(tiny_word_lm: Path) -> None:
 
 
 def test_generate_config_refuses_nonsense() -> None:
-    for bad in ({"length": -1}, {"num_samples": 0}, {"beam": 0}, {"stop": ""}, {"top_p": 1.5}, {"beam": 2, "num_samples": 2}):
+    for bad in (
+        {"length": -1},
+        {"num_samples": 0},
+        {"beam": 0},
+        {"stop": ""},
+        {"top_p": 1.5},
+        {"beam": 2, "num_samples": 2},
+    ):
         with pytest.raises(ConfigError):
             GenerateConfig(**bad)  # type: ignore[arg-type]
 
@@ -267,7 +322,22 @@ def test_build_writes_a_small_fp16_checkpoint(tiny_lm: Path, tmp_path: Path) -> 
     assert next(model.parameters()).dtype == torch.float32
 
 
-@pytest.mark.skipif(not (pretrained.PRETRAINED / pretrained.SHAKESPEARE / "model.safetensors").exists(), reason="embedded model not built")
+def test_without_model_option_the_embedded_model_is_used(
+    cli, tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(tiny_lm, tmp_path / pretrained.SHAKESPEARE)
+    monkeypatch.setattr(pretrained, "PRETRAINED", tmp_path)
+    args = ["generate", "--seed", SEED, "-n", "30", "--random-state", "4"]
+    default = cli(args)
+    assert default.exit_code == 0, default.stderr
+    assert default.stdout == cli([*args, "--model", str(tmp_path / pretrained.SHAKESPEARE)]).stdout
+    assert default.stdout.startswith(SEED) and len(default.stdout) > len(SEED)
+
+
+@pytest.mark.skipif(
+    not (pretrained.PRETRAINED / pretrained.SHAKESPEARE / "model.safetensors").exists(),
+    reason="embedded model not built",
+)
 def test_embedded_model_generates_with_no_model_option(cli) -> None:
     result = cli(["generate", "--seed", "ROMEO:", "--length", "50", "--random-state", "1"])
     assert result.exit_code == 0, result.stderr
@@ -286,7 +356,22 @@ def test_cli_same_random_state_same_text(cli, tiny_lm: Path) -> None:
 
 
 def test_cli_json_and_samples(cli, tiny_lm: Path) -> None:
-    result = cli(["generate", "-m", str(tiny_lm), "-s", SEED, "-n", "20", "--num-samples", "3", "--json", "--random-state", "1"])
+    result = cli(
+        [
+            "generate",
+            "-m",
+            str(tiny_lm),
+            "-s",
+            SEED,
+            "-n",
+            "20",
+            "--num-samples",
+            "3",
+            "--json",
+            "--random-state",
+            "1",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["sample"] for r in rows] == [0, 1, 2] and all(r["seed"] == SEED for r in rows)
@@ -320,7 +405,14 @@ def test_cli_empty_seed_starts_after_a_line_break(cli, tiny_lm: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [["--top-p", "1.5"], ["--temperature", "-1"], ["--top-k", "0"], ["--num-samples", "0"], ["--beam", "0"], ["--length", "-3"]],
+    [
+        ["--top-p", "1.5"],
+        ["--temperature", "-1"],
+        ["--top-k", "0"],
+        ["--num-samples", "0"],
+        ["--beam", "0"],
+        ["--length", "-3"],
+    ],
 )
 def test_cli_nonsense_values_are_usage_errors(cli, tiny_lm: Path, bad: list[str]) -> None:
     result = cli(["generate", "-m", str(tiny_lm), *bad])
@@ -353,13 +445,87 @@ def test_cli_beam_on_a_word_model(cli, tiny_word_lm: Path) -> None:
     assert result.stdout.startswith("to be ") and len(result.stdout.split()) >= 4
 
 
+@pytest.mark.skipif(
+    shutil.which("bash") is None or shutil.which("head") is None, reason="needs bash and head"
+)
 def test_writing_into_a_closed_pipe_ends_quietly(tiny_lm: Path) -> None:
-    command = [sys.executable, "-m", "lstmtext", "generate", "-m", str(tiny_lm), "-n", "100000", "--random-state", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout is not None and process.stderr is not None
-    head = process.stdout.read(100)
-    process.stdout.close()
-    stderr = process.stderr.read()
-    assert process.wait(timeout=60) == 0
-    assert len(head) == 100
-    assert stderr == b""
+    """`lstmtext generate ... | head -c 100`: head leaves early; generate stops with 0 and says nothing."""
+    generate_command = [sys.executable, "-m", "lstmtext", "generate", "-m", str(tiny_lm)]
+    generate_command += ["-n", "100000", "--random-state", "1"]
+    pipeline = f"set -o pipefail; {shlex.join(generate_command)} | head -c 100"
+    done = subprocess.run(["bash", "-c", pipeline], capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr  # pipefail: generate's own exit code
+    assert len(done.stdout) == 100
+    assert done.stderr == b""
+
+
+def test_cli_interactive_seed_and_choosing_tokens(cli, tiny_lm: Path) -> None:
+    args = ["generate", "-m", str(tiny_lm), "--interactive", "-n", "8", "--greedy", "--seed", "To"]
+    result = cli(args, input=":top 3\n:pick 2\n:pick 1\n:pick 9999\n\n:top\n")
+    assert result.exit_code == 0, result.stderr
+    checkpoint = load_checkpoint(tiny_lm, task="lm")
+    session = Session(checkpoint.model, checkpoint.tokenizer, GenerateConfig(length=8, greedy=True), None)
+
+    def listing(k: int) -> str:
+        return "".join(
+            f"{r:>3} {p:7.2%}  {text!r}\n" for r, (_, p, text) in enumerate(session.top_tokens(k), 1)
+        )
+
+    session.feed("To")
+    expected = "To" + "".join(piece for _, piece in session.sample()) + "\n"
+    expected += listing(3)
+    expected += session.choose(session.top_tokens(3)[1][0]) + "\n" + listing(3)
+    expected += session.choose(session.top_tokens(3)[0][0]) + "\n" + listing(3)
+    expected += "".join(piece for _, piece in session.sample()) + "\n"  # the empty line
+    expected += listing(10)
+    assert result.stdout == expected
+    assert result.stderr == "lstmtext: warning: there is no candidate 9999\n"
+
+
+def test_cli_interactive_makes_one_text_at_a_time(cli, tiny_lm: Path) -> None:
+    result = cli(["generate", "-m", str(tiny_lm), "--interactive", "--num-samples", "2"], input="To be\n")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("lstmtext: error:") and result.stdout == ""
+
+
+def test_cli_unknown_words_in_the_seed_warn_once(cli, tiny_word_lm: Path) -> None:
+    result = cli(["generate", "-m", str(tiny_word_lm), "-s", "to be zebra", "-n", "5", "--random-state", "1"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("to be zebra")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "'zebra'" in lines[0] and "<unk>" in lines[0]
+
+
+# ---- the README
+
+
+def readme_section() -> str:
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    section = readme.read_text(encoding="utf-8").partition("## Generating text")[2].partition("\n## ")[0]
+    if not section:
+        pytest.skip("no generate section in the README")
+    return section
+
+
+def test_readme_commands_use_options_generate_has() -> None:
+    import inspect
+
+    from lstmtext.cli.generate import generate as generate_command
+
+    options = {"--" + name.replace("_", "-") for name in inspect.signature(generate_command).parameters}
+    options |= {"--json"}
+    commands = re.findall(r"lstmtext generate[^\n]*", readme_section())
+    assert commands
+    for command in commands:
+        for option in re.findall(r"(--[a-z-]+)", command):
+            assert option in options, option
+
+
+def test_readme_python_example_runs(
+    tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build(tiny_lm, tmp_path / pretrained.SHAKESPEARE)
+    monkeypatch.setattr(pretrained, "PRETRAINED", tmp_path)
+    [block] = re.findall(r"```python\n(.*?)```", readme_section(), flags=re.DOTALL)
+    exec(compile(block, "README.md", "exec"), {})
+    assert len(capsys.readouterr().out) > 50

@@ -19,7 +19,9 @@ def kept(logits: torch.Tensor) -> set[int]:
     return set(torch.nonzero(torch.isfinite(logits[0])).flatten().tolist())
 
 
-@pytest.mark.parametrize(("k", "expected"), [(1, {2}), (2, {2, 4}), (3, {0, 2, 4}), (5, {0, 1, 2, 3, 4}), (9, {0, 1, 2, 3, 4})])
+@pytest.mark.parametrize(
+    ("k", "expected"), [(1, {2}), (2, {2, 4}), (3, {0, 2, 4}), (5, {0, 1, 2, 3, 4}), (9, {0, 1, 2, 3, 4})]
+)
 def test_top_k_keeps_exactly_the_k_highest(k: int, expected: set[int]) -> None:
     assert kept(filter_logits(LOGITS, top_k=k)) == expected
 
@@ -112,6 +114,8 @@ def test_suppressed_tokens_are_never_sampled() -> None:
     ("temperature", "top_k", "top_p"),
     [(-0.1, None, None), (float("nan"), None, None), (1.0, 0, None), (1.0, None, 0.0), (1.0, None, 1.5)],
 )
-def test_nonsense_values_are_config_errors(temperature: float, top_k: int | None, top_p: float | None) -> None:
+def test_nonsense_values_are_config_errors(
+    temperature: float, top_k: int | None, top_p: float | None
+) -> None:
     with pytest.raises(ConfigError):
         check_sampling(temperature, top_k, top_p)

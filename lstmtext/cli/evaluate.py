@@ -21,6 +21,12 @@ def evaluate(
     seq_len: Annotated[int, typer.Option(min=1, help="Tokens per step.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    label_column: Annotated[
+        str, typer.Option(help="Classifier: label column (CSV/TSV header) or JSON key.")
+    ] = "label",
+    text_column: Annotated[
+        str, typer.Option(help="Classifier: text column (CSV/TSV header) or JSON key.")
+    ] = "text",
 ) -> None:
     """Loss, perplexity, bits per token and bits per UTF-8 byte of a language model on DATA.
 
@@ -30,8 +36,10 @@ def evaluate(
     if read_config(model).model.task == "classify":
         from lstmtext.classify import evaluate_classifier
         from lstmtext.cli.classify import render_metrics
+        from lstmtext.labelled import Columns
 
-        render_metrics(evaluate_classifier(model, data, device=device), as_json)
+        columns = Columns(label=label_column, text=text_column)
+        render_metrics(evaluate_classifier(model, data, columns=columns, device=device), as_json)
         return
     metrics = evaluate_language_model(model, data, batch_size=batch_size, seq_len=seq_len, device=device)
     if as_json:

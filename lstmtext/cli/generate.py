@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import torch
 import typer
 
 from lstmtext.checkpoint import load_checkpoint
+from lstmtext.errors import ConfigError
 from lstmtext.generate import GenerateConfig, Session
 from lstmtext.model import LanguageModel
 from lstmtext.pretrained import default_lm_dir
@@ -21,6 +24,10 @@ from lstmtext.train import select_device
 
 SAMPLING = "Sampling"
 OUTPUT = "Output"
+# Interactive commands; any other line is a prompt.
+TOP_COMMAND = re.compile(r":top(?:\s+([1-9][0-9]*))?")
+PICK_COMMAND = re.compile(r":pick\s+([1-9][0-9]*)")
+DEFAULT_TOP = 10
 
 
 class StepPrecision(str, Enum):
@@ -32,6 +39,18 @@ def _write(text: str) -> None:
     # Flushed per piece: a reader sees each token as it is sampled.
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _reader_gone() -> NoReturn:
+    """The reader left (`| head -c 100`): end quietly, with exit code 0.
+
+    Click's own EPIPE handling would exit 1. Pointing stdout at /dev/null keeps Python's
+    flush at exit from raising BrokenPipeError again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise typer.Exit(0)
 
 
 def _warn_unknown(tokenizer: TextTokenizer, text: str) -> None:
@@ -79,9 +98,33 @@ def _beam(session: Session, seed: str, as_json: bool) -> None:
         _write(seed + text + ("" if (seed + text).endswith("\n") else "\n"))
 
 
-def _interactive(session: Session, tokenizer: TextTokenizer) -> None:
-    """One prompt per line of stdin; each continuation goes on from the last. An empty line
-    asks for more of the same text."""
+def _show_top(session: Session, k: int) -> None:
+    for rank, (_, probability, text) in enumerate(session.top_tokens(k), start=1):
+        _write(f"{rank:>3} {probability:7.2%}  {text!r}\n")
+
+
+def _continue(session: Session) -> None:
+    if session.config.beam > 1:
+        _write(session.beam_search())
+    else:
+        for _, piece in session.sample():
+            _write(piece)
+    _write("\n")
+
+
+def _interactive(session: Session, tokenizer: TextTokenizer, seed: str) -> None:
+    """One prompt per line of stdin (the seed, if any, first); each continuation goes on from the last.
+
+    An empty line asks for more of the same text. `:top [K]` lists the K most likely next
+    tokens; `:pick N` appends the N-th of them and lists the next ones, so that a text can
+    be chosen token by token. Any other line is text.
+    """
+    shown = DEFAULT_TOP
+    if seed:
+        _warn_unknown(tokenizer, seed)
+        session.feed(seed)
+        _write(seed)
+        _continue(session)
     prompt = sys.stdin.isatty()
     while True:
         if prompt:
@@ -91,11 +134,22 @@ def _interactive(session: Session, tokenizer: TextTokenizer) -> None:
         if not line:
             break
         text = line.rstrip("\r\n")
-        _warn_unknown(tokenizer, text)
-        session.feed(text)
-        for _, piece in session.sample():
-            _write(piece)
-        _write("\n")
+        top, pick = TOP_COMMAND.fullmatch(text.strip()), PICK_COMMAND.fullmatch(text.strip())
+        if top:
+            shown = int(top.group(1) or DEFAULT_TOP)
+            _show_top(session, shown)
+        elif pick:
+            rank = int(pick.group(1))
+            candidates = session.top_tokens(max(rank, shown))
+            if rank > len(candidates):
+                sys.stderr.write(f"lstmtext: warning: there is no candidate {rank}\n")
+                continue
+            _write(session.choose(candidates[rank - 1][0]) + "\n")
+            _show_top(session, shown)
+        else:
+            _warn_unknown(tokenizer, text)
+            session.feed(text)
+            _continue(session)
 
 
 def generate(
@@ -118,19 +172,28 @@ def generate(
     ] = None,
     top_p: Annotated[
         float | None,
-        typer.Option(help="Sample among the most likely tokens holding mass P (nucleus).", rich_help_panel=SAMPLING),
+        typer.Option(
+            help="Sample among the most likely tokens holding mass P (nucleus).", rich_help_panel=SAMPLING
+        ),
     ] = None,
-    greedy: Annotated[bool, typer.Option(help="Always take the most likely token.", rich_help_panel=SAMPLING)] = False,
+    greedy: Annotated[
+        bool, typer.Option(help="Always take the most likely token.", rich_help_panel=SAMPLING)
+    ] = False,
     beam: Annotated[
         int,
-        typer.Option(help="Beam search of this width (most likely continuation; word/BPE models).", rich_help_panel=SAMPLING),
+        typer.Option(
+            help="Beam search of this width (most likely continuation; word/BPE models).",
+            rich_help_panel=SAMPLING,
+        ),
     ] = 1,
     num_samples: Annotated[
         int, typer.Option(help="Samples made together in one batch.", rich_help_panel=SAMPLING)
     ] = 1,
     random_state: Annotated[
         int | None,
-        typer.Option(help="Seed of the sampler: the same state gives the same text.", rich_help_panel=SAMPLING),
+        typer.Option(
+            help="Seed of the sampler: the same state gives the same text.", rich_help_panel=SAMPLING
+        ),
     ] = None,
     stop: Annotated[
         str | None, typer.Option(help="End where this text appears (not printed).", rich_help_panel=SAMPLING)
@@ -140,12 +203,22 @@ def generate(
     ] = False,
     interactive: Annotated[
         bool,
-        typer.Option(help="Read prompts from stdin, one a line; the state carries on.", rich_help_panel=OUTPUT),
+        typer.Option(
+            help="Read prompts from stdin, one a line, the state carried on; an empty line continues, "
+            "':top K' lists the K likeliest next tokens, ':pick N' appends the N-th.",
+            rich_help_panel=OUTPUT,
+        ),
     ] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     precision: Annotated[
         StepPrecision, typer.Option(help="Matrices of the inference step (bf16: faster on CPUs with bf16).")
     ] = StepPrecision.fp32,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="CPU threads (default: 1 for one sample, as fast as more; else one per core)."
+        ),
+    ] = None,
 ) -> None:
     """Sample text from a language model, printing each token as it is made.
 
@@ -162,18 +235,22 @@ def generate(
         beam=beam,
         precision=precision.value,
     )
+    if interactive and (num_samples > 1 or as_json):
+        raise ConfigError("--interactive makes one text at a time: leave out --num-samples and --json")
     torch_device = select_device(device)
     checkpoint = load_checkpoint(model or default_lm_dir(), task="lm", device=str(torch_device))
     assert isinstance(checkpoint.model, LanguageModel)
     tokenizer = checkpoint.tokenizer
     session = Session(checkpoint.model, tokenizer, config, make_generator(random_state, torch_device))
-    threads = torch.get_num_threads()
-    if torch_device.type == "cpu" and session.rows == 1:
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    elif torch_device.type == "cpu" and session.rows == 1:
         # One row is a chain of small matrix-vector products: a second thread only adds hand-offs.
         torch.set_num_threads(1)
     try:
         if interactive:
-            _interactive(session, tokenizer)
+            _interactive(session, tokenizer, seed)
             return
         _warn_unknown(tokenizer, seed)
         session.feed(seed)
@@ -183,5 +260,7 @@ def generate(
             _many_samples(session, seed, as_json)
         else:
             _one_sample(session, seed, as_json)
+    except BrokenPipeError:
+        _reader_gone()
     finally:
-        torch.set_num_threads(threads)  # the CLI also runs in-process (tests, notebooks)
+        torch.set_num_threads(previous_threads)  # the CLI also runs in-process (tests, notebooks)

@@ -6,9 +6,12 @@ import math
 import sys
 from types import TracebackType
 
-from rich.console import Console
+from rich.columns import Columns
+from rich.console import Console, Group
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from lstmtext.train import TrainEvent
 
@@ -39,6 +42,7 @@ class TrainingDisplay:
         self.last: TrainEvent | None = None
         self.val_loss: float | None = None
         self.best: float | None = None
+        self.prepare_tenths = 0  # without a terminal: tenths of the corpus reported
 
     def __enter__(self) -> TrainingDisplay:
         if self.console.is_terminal:
@@ -71,11 +75,30 @@ class TrainingDisplay:
             )
         return table
 
+    def _prepare(self, event: TrainEvent) -> None:
+        """Tokenising a big corpus: a bar on a terminal, a line per tenth otherwise."""
+        done, total = event.step, max(event.total_steps, 1)
+        speed = done / 1e6 / max(event.elapsed, 1e-9)
+        status = f"{done / 1e6:,.0f} of {total / 1e6:,.0f} MB, {speed:,.0f} MB/s"
+        if self.live is not None and done >= total:
+            self.live.update(self._table())  # prepared: back to the training table
+        elif self.live is not None:
+            bar = ProgressBar(total=total, completed=done, width=40)
+            self.live.update(Group(Text(event.message), Columns([bar, Text(status)])))
+            return
+        tenth = done * 10 // total
+        if tenth > self.prepare_tenths:
+            self.prepare_tenths = tenth
+            print(f"{event.message}: {tenth * 10} % ({status})", file=sys.stderr, flush=True)
+
     def __call__(self, event: TrainEvent) -> None:
+        if event.kind == "prepare":
+            self._prepare(event)
+            return
         if event.kind in ("warning", "stop"):
-            self.console.print(
-                f"[yellow]warning:[/] {event.message}" if event.kind == "warning" else event.message
-            )
+            # One line, however narrow the terminal, in the form every lstmtext warning has.
+            text = f"lstmtext: warning: {event.message}" if event.kind == "warning" else event.message
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
             return
         if event.kind == "eval":
             self.val_loss = event.val_loss

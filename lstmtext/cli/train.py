@@ -16,7 +16,7 @@ import typer
 from lstmtext import distributed
 from lstmtext.cli.render import TrainingDisplay
 from lstmtext.config import TokenizerConfig, TrainConfig
-from lstmtext.errors import ConfigError, TrainingInterrupted
+from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from lstmtext.language_model import ModelShape, train_language_model
 
 MODEL = "Model"
@@ -103,8 +103,8 @@ def _launch(nproc: int, max_restarts: int, args: list[str]) -> int:
     if distributed.under_torchrun():
         raise ConfigError("--nproc starts torchrun itself; under torchrun, leave it out")
     child = subprocess.Popen(distributed.torchrun_command(nproc, args, max_restarts=max_restarts))
-    # Ctrl-C reaches torchrun and its workers directly (one process group); SIGTERM sent to us
-    # alone is passed on. Either way we wait for the workers to save and exit.
+    # Ctrl-C reaches torchrun (our process group), SIGTERM sent to us alone is passed on; torchrun
+    # sends it on to its workers, which save a checkpoint and exit. We wait for all of that.
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
         signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum)),
@@ -210,11 +210,23 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN)] = "auto",
     precision: Annotated[
         Precision,
-        typer.Option(help="auto picks bf16 where the hardware accelerates it.", rich_help_panel=RUN),
-    ] = Precision.fp32,
+        typer.Option(
+            help="auto: bf16 where the hardware computes it natively (AVX512-BF16/AMX CPUs, recent "
+            "GPUs), else fp32; fp16 (with loss scaling) on CUDA only.",
+            rich_help_panel=RUN,
+        ),
+    ] = Precision.auto,
     threads: Annotated[
         int | None,
-        typer.Option(help="CPU threads (default: torch's choice, one per core).", rich_help_panel=RUN),
+        typer.Option(min=1, help="CPU threads (default: torch's choice, one per core).", rich_help_panel=RUN),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Token-id cache of a big corpus, memory-mapped (default: .lstmtext-cache beside a "
+            "single file of 256 MiB or more; giving it uses the cache for any single UTF-8 file).",
+            rich_help_panel=DATA,
+        ),
     ] = None,
     nproc: Annotated[
         int,
@@ -288,6 +300,11 @@ def train(
         raise ConfigError(f"--errors must be strict, replace or ignore, not {errors!r}")
     if nproc < 1 or max_restarts < 0:
         raise ConfigError(f"--nproc must be >= 1 and --max-restarts >= 0, not {nproc} and {max_restarts}")
+    several = nproc > 1 or max_restarts > 0 or distributed.from_environment().enabled  # or under torchrun
+    if task is Task.classify and (resume or several):
+        raise ConfigError(
+            "--task classify trains in one process from the start: no --resume, --nproc or torchrun"
+        )
     if nproc > 1 or max_restarts > 0:
         raise typer.Exit(_launch(nproc, max_restarts, _command_line(ctx, {"nproc", "max_restarts"})))
     rank = distributed.from_environment()
@@ -369,6 +386,7 @@ def train(
             on_event=display,
             stop_event=stop,
             distributed=rank,
+            cache_dir=cache_dir,
         )
     if result.stop_reason == "interrupted":
         signum = received[0] if received else signal.SIGINT
@@ -379,11 +397,16 @@ def train(
         )
     if not rank.is_main:
         raise typer.Exit(1 if result.stop_reason == "diverged" else 0)
+    if result.stop_reason == "diverged":
+        last = out / "checkpoints" / "last"
+        kept = f"the last good checkpoint is in {last}" if last.exists() else "no checkpoint was saved"
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or infinite at step {result.steps} even after "
+            f"rolling back; {kept}; try a lower --lr or --clip"
+        )
     best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f} at step {result.best_step}"
     typer.echo(
         f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min; "
         f"best validation loss {best}; model in {out}",
         err=True,
     )
-    if result.stop_reason == "diverged":
-        raise typer.Exit(1)

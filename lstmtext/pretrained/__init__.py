@@ -1,7 +1,9 @@
 """Models shipped inside the package: one folder per checkpoint.
 
-`shakespeare/` is a char-level 2x512 LSTM trained on Tiny Shakespeare (fp16 weights,
-upcast to fp32 on load); `make pretrained` rebuilds it from ../shared/corpora.
+`shakespeare/` is a char-level LSTM trained on Tiny Shakespeare: 2 layers of 600 units,
+embedding 64, 4.7 M parameters stored as fp16 (about 9.4 MB, upcast to fp32 on load).
+`make pretrained` rebuilds it from ../shared/corpora (30 minutes of training, then
+`python -m lstmtext.pretrained.build`).
 """
 
 from __future__ import annotations

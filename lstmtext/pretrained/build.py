@@ -1,10 +1,12 @@
 """Copy a trained run into the package as an embedded model, with fp16 weights.
 
     python -m lstmtext.pretrained.build runs/shakespeare-pretrained lstmtext/pretrained/shakespeare
+    python -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment
 
 Writes config.json, tokenizer.json and model.safetensors (weights stored as fp16, which
 halves the size; loading casts them back to the model's fp32), then loads the result as a
-checkpoint to prove it whole, and refuses a model over the size limit.
+checkpoint to prove it whole, and refuses a model over the size limit of its kind
+(language model or classifier, read from its config.json).
 """
 
 from __future__ import annotations
@@ -19,26 +21,36 @@ from lstmtext import checkpoint as ckpt
 from lstmtext.errors import CheckpointError, LstmTextError
 
 MAX_BYTES = 10 * 1000 * 1000  # what the package may carry
+MAX_CLASSIFIER_BYTES = 20 * 1000 * 1000  # the embedded sentiment model
+LIMITS = {"lm": MAX_BYTES, "classify": MAX_CLASSIFIER_BYTES}
 
 
-def build(run_dir: Path, out_dir: Path, max_bytes: int = MAX_BYTES) -> int:
+def build(run_dir: Path, out_dir: Path, max_bytes: int | None = None) -> int:
     """Write the embedded model from `run_dir` (its best weights) into `out_dir`; its size in bytes."""
-    source = ckpt.load_checkpoint(run_dir, task="lm")
+    task = ckpt.read_config(run_dir).model.task
+    max_bytes = max_bytes if max_bytes is not None else LIMITS[task]
+    source = ckpt.load_checkpoint(run_dir, task=task)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_text(out_dir / ckpt.CONFIG, (run_dir / ckpt.CONFIG).read_text(encoding="utf-8"))
     ckpt.atomic_write_text(out_dir / ckpt.TOKENIZER, source.tokenizer.to_str())
     ckpt.save_weights(source.model, out_dir / ckpt.WEIGHTS, dtype=torch.float16)
     size = sum((out_dir / name).stat().st_size for name in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.WEIGHTS))
     if size > max_bytes:
-        raise CheckpointError(f"the embedded model is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
-    ckpt.load_checkpoint(out_dir, task="lm")
+        raise CheckpointError(
+            f"the embedded model is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit"
+        )
+    ckpt.load_checkpoint(out_dir, task=task)
     return size
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lstmtext.pretrained.build", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lstmtext.pretrained.build", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("run_dir", type=Path, help="trained run directory (a checkpoint)")
-    parser.add_argument("out_dir", type=Path, help="package folder to write, e.g. lstmtext/pretrained/shakespeare")
+    parser.add_argument(
+        "out_dir", type=Path, help="package folder to write, e.g. lstmtext/pretrained/shakespeare"
+    )
     args = parser.parse_args(argv)
     try:
         size = build(args.run_dir, args.out_dir)

@@ -1,0 +1,47 @@
+"""`lstmtext export`: a trained model as one ONNX or torch.export file, runnable without lstmtext."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lstmtext.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model
+
+
+def export(
+    out: Annotated[
+        Path, typer.Argument(help="Output folder: model.onnx or model.pt2, tokenizer.json, export.json.")
+    ],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory (a run or a model).")],
+    file_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx (for onnxruntime) or pt2 (torch.export).",
+            autocompletion=lambda: FORMATS,
+        ),
+    ] = "onnx",
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            help="int8: dynamic int8 weights for faster CPU inference (onnx only).",
+            autocompletion=lambda: QUANTIZATIONS,
+        ),
+    ] = None,
+) -> None:
+    """Export the whole step of a model (embedding, LSTM with its state, head) into OUT.
+
+    A language model takes ids (B, T) and the state hidden, cell (L, B, H) and returns
+    logits (B, T, V) and the next state; a classifier takes ids (B, T) and lengths (B,) and
+    returns class logits (B, classes). export.json describes both; see the README for
+    sampling with onnxruntime alone.
+
+    Example: [bold]lstmtext export --model runs/shakespeare --format onnx exported/[/]
+    """
+    options = ExportOptions(format=file_format, quantize=quantize)  # checks the values before any work
+    result = export_model(model, out, options)
+    typer.echo(f"exported {result.info['task']} to {result.model_path}", err=True)
+    typer.echo(str(result.model_path))
