@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # torch first and pinned: its CPU wheel is on disk here, an unpinned torch pulls a multi-GB CUDA build.
 install:
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,export]'
+	$(PIP) install -q -e '.[dev,export,plot]'
 
 run: install
 	lstmtext generate --seed "ROMEO:" --length 400 --random-state 1
@@ -31,9 +31,9 @@ bench-quick: install
 # The embedded model (lstmtext/pretrained/shakespeare) from ../shared/corpora: 30 minutes of training, then
 # the best weights copied into the package as fp16.
 pretrained: install
-	lstmtext train ../shared/corpora/tinyshakespeare/input.txt --out runs/shakespeare --layers 2 --hidden 600 \
-		--embed 64 --dropout 0.35 --seq-len 128 --batch-size 64 --lr 2e-3 --precision bf16 --max-time 30 \
-		--eval-every 150 --patience 8 --random-state 1
+	lstmtext train ../shared/corpora/tinyshakespeare/input.txt --out runs/shakespeare --layers 2 --hidden 512 \
+		--embed 64 --dropout 0.2 --seq-len 128 --batch-size 64 --lr 4e-3 --warmup 30 --schedule cosine \
+		--max-steps 860 --max-time 30 --eval-every 100 --random-state 1
 	$(PYTHON) -m lstmtext.pretrained.build runs/shakespeare lstmtext/pretrained/shakespeare
 
 # The embedded sentiment model (lstmtext/pretrained/sentiment): every labelled example at hand (SST-2 train,
@@ -43,7 +43,7 @@ pretrained-sentiment: install
 	lstmtext train --task classify runs/sentiment-data/train.tsv --val runs/sentiment-data/val.tsv \
 		--out runs/sentiment --level bpe --vocab-size 12000 --embed 256 --hidden 512 --layers 1 \
 		--dropout 0.3 --embed-dropout 0.1 --batch-size 64 --lr 2e-3 --weight-decay 0.01 --schedule cosine \
-		--warmup 100 --max-tokens 400 --eval-every 250 --patience 0 --precision bf16 --max-time 31 \
+		--warmup 100 --max-tokens 400 --eval-every 250 --patience 0 --max-time 31 \
 		--random-state 1
 	$(PYTHON) -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment
 

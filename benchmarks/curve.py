@@ -44,7 +44,9 @@ def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 3.5), dpi=120)
-    axes.plot([r["elapsed"] / 60 for r in rows], [r["val_loss"] for r in rows], marker=".", label="validation")
+    axes.plot(
+        [r["elapsed"] / 60 for r in rows], [r["val_loss"] for r in rows], marker=".", label="validation"
+    )
     axes.plot([r["elapsed"] / 60 for r in rows], [r["loss"] for r in rows], alpha=0.6, label="training")
     axes.set_xlabel("minutes")
     axes.set_ylabel("loss (nats/token)")
@@ -59,7 +61,9 @@ def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.curve", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--every", type=int, default=1, help="print every Nth evaluation (and the best, the last)")
+    parser.add_argument(
+        "--every", type=int, default=1, help="print every Nth evaluation (and the best, the last)"
+    )
     parser.add_argument("--png", type=Path, help="also draw the curve into this PNG (needs matplotlib)")
     args = parser.parse_args(argv)
     rows = evaluations(args.run_dir)

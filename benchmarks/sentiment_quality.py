@@ -48,7 +48,7 @@ MR_RECIPE = [
     "--level", "bpe", "--vocab-size", "6000", "--embed", "256", "--hidden", "512", "--layers", "1",
     "--dropout", "0.4", "--embed-dropout", "0.1", "--batch-size", "32", "--lr", "2e-3",
     "--weight-decay", "0.01", "--schedule", "cosine", "--warmup", "50", "--max-tokens", "128",
-    "--eval-every", "100", "--patience", "0", "--precision", "bf16",
+    "--eval-every", "100", "--patience", "0",
 ]  # fmt: skip
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -58,6 +59,14 @@ def _error_line(message: str) -> None:
     sys.stderr.flush()
 
 
+def _reader_went_away() -> int:
+    # Point stdout at /dev/null so Python's flush at exit does not raise into a traceback.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
+
+
 def run(argv: Sequence[str]) -> int:
     """Run the CLI on `argv` and return the exit code instead of exiting."""
     debug = "--debug" in argv or os.environ.get("LSTMTEXT_DEBUG", "") not in ("", "0")
@@ -82,10 +91,13 @@ def run(argv: Sequence[str]) -> int:
         sys.stderr.write("lstmtext: interrupted\n")
         return 130
     except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return _reader_went_away()
+    except SystemExit as exit_:
+        # click turns a broken pipe into sys.exit(1); a reader that stops early (`| head`) is no error.
+        cause = exit_.__context__
+        if isinstance(cause, OSError) and cause.errno == errno.EPIPE:
+            return _reader_went_away()
+        raise
     except MemoryError:
         _error_line("out of memory: try a smaller --batch-size, --seq-len or --hidden")
         return 1

@@ -17,7 +17,7 @@ from rich.table import Table
 from lstmtext.classifier_train import ClassifierOptions, ClassifierResult, train_classifier
 from lstmtext.classify import ClassificationMetrics, Predictor
 from lstmtext.config import TokenizerConfig, TrainConfig
-from lstmtext.errors import TrainingInterrupted
+from lstmtext.errors import TrainingDiverged, TrainingInterrupted
 from lstmtext.labelled import read_documents
 from lstmtext.language_model import ModelShape
 from lstmtext.pretrained import default_classifier_dir
@@ -144,13 +144,16 @@ def train_classifier_command(
         if result.best_val_accuracy is None
         else f"{result.best_val_accuracy:.4f} at step {result.best_step}"
     )
+    if result.stop_reason == "diverged":
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or infinite at step {result.steps}; "
+            f"the best classifier so far (validation accuracy {best}) is in {out}; try a lower --lr or --clip"
+        )
     typer.echo(
         f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min; "
         f"best validation accuracy {best}; classifier ({', '.join(result.labels)}) in {out}",
         err=True,
     )
-    if result.stop_reason == "diverged":
-        raise typer.Exit(1)
     return result
 
 
