@@ -171,7 +171,11 @@ def test_int8_quantisation_stays_close(lm_dir: Path, tmp_path: Path) -> None:
     zeros = np.zeros((2, 2, 16), dtype=np.float32)
     logits, _, _ = session.run(None, {"ids": ids.numpy(), "hidden": zeros, "cell": zeros})
     # int8 weights: close, not equal (benchmarks/export_speed.py measures the cost on real text).
-    assert np.abs(logits - expected.numpy()).max() < 0.05
+    # The error depends on the CPU's int8 kernels (VNNI or not), so it is bounded relative to the logits.
+    expected = expected.numpy()
+    relative = np.linalg.norm(logits - expected) / np.linalg.norm(expected)
+    # Measured 3.6 % on AMD Zen 3 (AVX2, no VNNI); a wrong quantisation is off by ~100 %.
+    assert relative < 0.10, f"int8 logits off by {relative:.3%} of their norm"
 
 
 def test_options_are_checked() -> None:
