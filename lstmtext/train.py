@@ -121,6 +121,12 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
+def token_counts(ids: np.ndarray, vocab_size: int, limit: int = 64 << 20) -> Tensor:
+    """How often each id occurs in (the first `limit` tokens of) a stream, memory-mapped or not."""
+    head = np.asarray(ids[:limit], dtype=np.int64)
+    return torch.from_numpy(np.bincount(head, minlength=vocab_size)[:vocab_size])
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -248,7 +254,10 @@ class Trainer:
         self.device = self.dist.device_for(select_device(config.device))
         self.precision = resolve_precision(config.precision, self.device)
         torch.manual_seed(config.random_state)
-        self.model = model if model is not None else LanguageModel(run_config.model)
+        if model is None:
+            model = LanguageModel(run_config.model)
+            model.set_output_prior(token_counts(train_ids, run_config.model.vocab_size))
+        self.model = model
         self.model.to(self.device)
         # What the loop runs forward and backward: DDP over self.model when there are peers.
         self.network = self.dist.wrap(self.model, self.device)
