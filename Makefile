@@ -32,8 +32,8 @@ bench-quick: install
 # the best weights copied into the package as fp16.
 pretrained: install
 	lstmtext train ../shared/corpora/tinyshakespeare/input.txt --out runs/shakespeare --layers 2 --hidden 512 \
-		--embed 64 --dropout 0.2 --seq-len 128 --batch-size 64 --lr 4e-3 --warmup 30 --schedule cosine \
-		--max-steps 860 --max-time 30 --eval-every 100 --random-state 1
+		--embed 64 --dropout 0.2 --seq-len 100 --batch-size 64 --lr 2e-3 --warmup 30 --schedule cosine \
+		--max-steps 1000 --max-time 30 --eval-every 100 --random-state 1
 	$(PYTHON) -m lstmtext.pretrained.build runs/shakespeare lstmtext/pretrained/shakespeare
 
 # The embedded sentiment model (lstmtext/pretrained/sentiment): every labelled example at hand (SST-2 train,

@@ -144,3 +144,21 @@ def test_other_levels_train(tmp_path: Path, level: str) -> None:
     )
     assert result.steps == 10
     assert load_checkpoint(tmp_path / "run").config.tokenizer.level == level
+
+
+def test_head_bias_starts_at_the_unigram_log_frequencies() -> None:
+    from lstmtext.config import ModelConfig, RunConfig
+    from lstmtext.tokenizer import TextTokenizer
+
+    text = "aaaaaaab" * 50
+    tokenizer = TextTokenizer.train([text], TokenizerConfig("char"))
+    ids = tokenizer.encode_array(text)
+    model_config = ModelConfig(tokenizer.vocab_size, embedding_dim=8, hidden_size=8, num_layers=1)
+    run_config = RunConfig(tokenizer=TokenizerConfig("char"), model=model_config, train=small_config())
+    trainer = Trainer(run_config, tokenizer, ids, None, Path("unused"))
+    bias = trainer.model.head.bias.detach()
+    a, b = tokenizer.encode("a")[0], tokenizer.encode("b")[0]
+    # At step 0 the model already predicts the unigram distribution; tokens never seen, far less.
+    assert (bias[a] - bias[b]).item() == pytest.approx(np.log(350.1 / 50.1), abs=1e-4)
+    unseen = torch.tensor([i for i in range(tokenizer.vocab_size) if i not in (a, b)])
+    assert (bias[unseen] < bias[b] - 6).all()
