@@ -203,26 +203,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 )
             )
         if "bf16" in precisions:
-            rows.append(
-                result(
-                    "training.bf16_speedup",
-                    timing.per_second("lstmtext bf16", TOKENS_PER_STEP),
-                    "tokens/s",
-                    "lstmtext fp32",
-                    timing.per_second("lstmtext fp32", TOKENS_PER_STEP),
-                    timing.ratio("lstmtext bf16", "lstmtext fp32"),
+            for loop, row in (("lstmtext", "training.bf16_speedup"), ("bare", "training.bare_bf16_speedup")):
+                rows.append(
+                    result(
+                        row,
+                        timing.per_second(f"{loop} bf16", TOKENS_PER_STEP),
+                        "tokens/s",
+                        f"{loop} fp32",
+                        timing.per_second(f"{loop} fp32", TOKENS_PER_STEP),
+                        timing.ratio(f"{loop} bf16", f"{loop} fp32"),
+                    )
                 )
-            )
-            rows.append(
-                result(
-                    "training.bare_bf16_speedup",
-                    timing.per_second("bare bf16", TOKENS_PER_STEP),
-                    "tokens/s",
-                    "bare fp32",
-                    timing.per_second("bare fp32", TOKENS_PER_STEP),
-                    timing.ratio("bare bf16", "bare fp32"),
-                )
-            )
             # Both Trainers took the same steps on the same batches from the same weights.
             trained_steps = real["fp32"].trainer.step
             val_stream = TokenStream(val_ids, BATCH_SIZE, SEQ_LEN)
