@@ -461,15 +461,21 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        grad_norm = None
         if self.config.clip > 0:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.state = detach_state(state)
         # A finite loss can still come with an update that leaves a weight non-finite (an inf
         # gradient); such a step counts as a non-finite loss, so its weights never reach a checkpoint.
-        finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
+        # The clipped norm already tells (one scalar, no pass over the weights), except under fp16's
+        # scaler, which skips inf-gradient steps by design, and without clipping.
+        if grad_norm is not None and not self.scaler.is_enabled():
+            finite = grad_norm.isfinite()
+        else:
+            finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
         loss = torch.where(finite, loss.detach(), torch.nan)
         # .item() syncs with the device once per step; the loss is needed for the NaN guard anyway.
         # Averaged over ranks: the loss of the global batch, so every rank takes the same NaN decision.
