@@ -41,9 +41,9 @@ pretrained: install
 pretrained-sentiment: install
 	$(PYTHON) -m benchmarks.sentiment_quality prepare --out runs/sentiment-data
 	lstmtext train --task classify runs/sentiment-data/train.tsv --val runs/sentiment-data/val.tsv \
-		--out runs/sentiment --level bpe --vocab-size 12000 --embed 256 --hidden 512 --layers 1 \
-		--dropout 0.3 --embed-dropout 0.1 --batch-size 64 --lr 2e-3 --weight-decay 0.01 --schedule cosine \
-		--warmup 100 --max-tokens 400 --eval-every 250 --patience 0 --max-time 31 \
+		--out runs/sentiment --level bpe --vocab-size 12000 --embed 128 --hidden 256 --layers 1 \
+		--dropout 0.4 --embed-dropout 0.1 --batch-size 64 --optimizer adamw --lr 3e-3 --weight-decay 0.01 \
+		--schedule cosine --warmup 100 --max-tokens 400 --eval-every 250 --patience 0 --max-time 31 \
 		--random-state 1
 	$(PYTHON) -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment
 

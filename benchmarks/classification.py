@@ -37,7 +37,7 @@ from lstmtext.train import cpu_has_fast_bf16
 IMDB_TEST = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "imdb" / "test.tsv"
 TARGET = 200.0  # reviews per second, issue 5
 # The shape of `make pretrained-sentiment`, for when the embedded model is not built.
-RECIPE_SHAPE = {"embedding_dim": 256, "hidden_size": 512, "num_layers": 1}
+RECIPE_SHAPE = {"embedding_dim": 128, "hidden_size": 256, "num_layers": 1}
 RECIPE_VOCAB = 12000
 
 
