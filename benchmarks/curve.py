@@ -8,19 +8,15 @@ Reads the run's metrics.jsonl (one JSON object per line; evaluations carry `val_
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
+from lstmtext.checkpoint import read_metrics
+
 
 def evaluations(run_dir: Path) -> list[dict[str, float]]:
-    rows = []
-    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if "val_loss" in record:
-            rows.append(record)
-    return rows
+    return [record for record in read_metrics(run_dir) if "val_loss" in record]
 
 
 def markdown(rows: list[dict[str, float]], every: int) -> str:

@@ -46,8 +46,8 @@ VAL_IMDB = 1000
 # 20 words, small enough for about ten epochs a fold in two minutes on two cores.
 MR_RECIPE = [
     "--level", "bpe", "--vocab-size", "6000", "--embed", "128", "--hidden", "256", "--layers", "1",
-    "--dropout", "0.4", "--embed-dropout", "0.1", "--batch-size", "32", "--optimizer", "adamw", "--lr", "3e-3",
-    "--weight-decay", "0.01", "--schedule", "cosine", "--warmup", "50", "--max-tokens", "128",
+    "--dropout", "0.4", "--embed-dropout", "0.1", "--batch-size", "32", "--optimizer", "adamw",
+    "--lr", "3e-3", "--weight-decay", "0.01", "--schedule", "cosine", "--warmup", "50", "--max-tokens", "128",
     "--eval-every", "100", "--patience", "0",
 ]  # fmt: skip
 

@@ -47,6 +47,30 @@ METRICS = "metrics.jsonl"
 LOCK = ".lock"
 
 
+def append_metrics(directory: Path, record: dict[str, Any]) -> None:
+    """Append one record to metrics.jsonl as it happens, so `tail -f` follows a run.
+
+    Checkpoints rewrite the whole file atomically from the trainer's history; between them a
+    crash can at worst tear the last appended line, which `read_metrics` skips.
+    """
+    with open(directory / METRICS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(directory: Path) -> list[dict[str, Any]]:
+    """The records of metrics.jsonl; a line torn by a crash is left out."""
+    path = directory / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
 def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
     from safetensors.torch import save
 

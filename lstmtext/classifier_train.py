@@ -321,6 +321,7 @@ class ClassifierTrainer:
 
     def fit(self) -> ClassifierResult:
         ckpt.write_model_files(self.out_dir, self.run_config, self.tokenizer, self.model)
+        ckpt.atomic_write_text(self.out_dir / ckpt.METRICS, "")  # a new run: no earlier run's records
         started = time.perf_counter()
         self.model.train()
         batches = self._batches()
@@ -355,9 +356,9 @@ class ClassifierTrainer:
                 speed = window_tokens / max(now - window_start, 1e-9)
                 window_tokens, window_start = 0, now
                 lr = self.optimizer.param_groups[-1]["lr"]
-                self.history.append(
-                    {"kind": "log", "step": self.step, "loss": loss, "lr": lr, "elapsed": now - started}
-                )
+                record = {"kind": "log", "step": self.step, "loss": loss, "lr": lr, "elapsed": now - started}
+                self.history.append(record)
+                ckpt.append_metrics(self.out_dir, record)
                 self.on_event(
                     TrainEvent(
                         "log",

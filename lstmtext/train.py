@@ -426,11 +426,11 @@ class Trainer:
             )
         else:
             self.state = self.model.core.initial_state(self.local_batch, self.device)
-        history_path = self.out_dir / ckpt.METRICS
-        if history_path.exists():
-            lines = history_path.read_text(encoding="utf-8").splitlines()
-            self.history = [json.loads(line) for line in lines if line.strip()]
-            self.history = [h for h in self.history if h.get("step", 0) <= self.step]
+        self.history = [h for h in ckpt.read_metrics(self.out_dir) if h.get("step", 0) <= self.step]
+        if self.dist.is_main:  # records logged after this checkpoint are about to be retrained
+            ckpt.atomic_write_text(
+                self.out_dir / ckpt.METRICS, "".join(json.dumps(h) + "\n" for h in self.history)
+            )
         self.last_saved_step = self.step
 
     # ----- the loop ----------------------------------------------------------------
@@ -537,6 +537,7 @@ class Trainer:
             self.restore(last)
         elif self.dist.is_main:
             ckpt.write_model_files(self.out_dir, self.run_config, self.tokenizer, self.model)
+            ckpt.atomic_write_text(self.out_dir / ckpt.METRICS, "")  # a new run: no earlier run's records
         self._started = time.perf_counter()
         self.model.train()
         batches = self._batches()
@@ -572,9 +573,10 @@ class Trainer:
                 speed = window_tokens / max(now - window_start, 1e-9)
                 window_tokens, window_start = 0, now
                 record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_second": speed}
-                self.history.append(
-                    record | {"kind": "log", "elapsed": self.elapsed_before + self._elapsed()}
-                )
+                record |= {"kind": "log", "elapsed": self.elapsed_before + self._elapsed()}
+                self.history.append(record)
+                if self.dist.is_main:
+                    ckpt.append_metrics(self.out_dir, record)
                 self.on_event(
                     TrainEvent(
                         "log",

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmtext.checkpoint import load_checkpoint
+from lstmtext.checkpoint import load_checkpoint, read_metrics
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.language_model import ModelShape, evaluate_language_model, train_language_model
 from lstmtext.train import Trainer, TrainEvent
@@ -90,6 +90,29 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
 def losses(run: Path) -> list[tuple]:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return [(r["kind"], r["step"], r.get("loss"), r.get("val_loss")) for r in records]
+
+
+def test_metrics_are_appended_as_they_happen(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"kind": "log", "step": 999}\n')  # an earlier run's
+    seen_at_first_log: list[dict] = []
+
+    def on_event(event: TrainEvent) -> None:
+        if event.kind == "log" and not seen_at_first_log:
+            seen_at_first_log.extend(read_metrics(run))
+
+    # eval_every 40 logs every 10 steps: the first log comes long before the first checkpoint.
+    config = small_config(max_steps=40, eval_every=40)
+    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, config, run, on_event=on_event)
+    assert [(m["kind"], m["step"]) for m in seen_at_first_log] == [("log", 10)]
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write('{"kind": "log", "st')  # a line torn by a crash
+    records = read_metrics(run)
+    assert [m["step"] for m in records if m["kind"] == "log"] == [10, 20, 30, 40]
+    assert [m["step"] for m in records if m["kind"] == "eval"] == [40]
 
 
 def test_nan_loss_rolls_back_to_last_good_checkpoint(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext.checkpoint import BEST, load_checkpoint
+from lstmtext.checkpoint import BEST, load_checkpoint, read_metrics
 from lstmtext.model import count_parameters
 
 
@@ -38,14 +38,10 @@ def info(
     best = model / BEST
     if best.exists():
         summary["best"] = json.loads(best.read_text(encoding="utf-8"))
-    metrics = model / "metrics.jsonl"
-    if metrics.exists():
-        records = [
-            json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
-        if records:
-            summary["steps"] = records[-1].get("step")
-            summary["elapsed_minutes"] = round(records[-1].get("elapsed", 0.0) / 60, 2)
+    records = read_metrics(model)
+    if records:
+        summary["steps"] = records[-1].get("step")
+        summary["elapsed_minutes"] = round(records[-1].get("elapsed", 0.0) / 60, 2)
     if as_json:
         typer.echo(json.dumps(summary))
         return
