@@ -428,9 +428,10 @@ class Trainer:
             self.state = self.model.core.initial_state(self.local_batch, self.device)
         self.history = [h for h in ckpt.read_metrics(self.out_dir) if h.get("step", 0) <= self.step]
         if self.dist.is_main:  # records logged after this checkpoint are about to be retrained
-            ckpt.atomic_write_text(
-                self.out_dir / ckpt.METRICS, "".join(json.dumps(h) + "\n" for h in self.history)
-            )
+            with self._saving():
+                ckpt.atomic_write_text(
+                    self.out_dir / ckpt.METRICS, "".join(json.dumps(h) + "\n" for h in self.history)
+                )
         self.last_saved_step = self.step
 
     # ----- the loop ----------------------------------------------------------------
@@ -576,7 +577,8 @@ class Trainer:
                 record |= {"kind": "log", "elapsed": self.elapsed_before + self._elapsed()}
                 self.history.append(record)
                 if self.dist.is_main:
-                    ckpt.append_metrics(self.out_dir, record)
+                    with self._saving():
+                        ckpt.append_metrics(self.out_dir, record)
                 self.on_event(
                     TrainEvent(
                         "log",
