@@ -1,10 +1,12 @@
 """Fine-tuning a classifier head (and the core under it) on labelled text.
 
 result = train_classifier(["train.tsv"], TokenizerConfig("bpe"), ModelShape(), TrainConfig(epochs=3),
-                          "runs/sentiment", options=ClassifierOptions(from_lm=Path("runs/lm")))
+                          "runs/sentiment", options=ClassifierOptions(start_from=Path("runs/lm")))
 
-With `from_lm`, tokenizer, embedding and LSTM core come from a trained language model
-(ULMFiT transfer); the options add its two fine-tuning tricks: discriminative learning rates
+With `start_from`, tokenizer, embedding and LSTM core come from a trained language model
+(ULMFiT transfer) or from another classifier (whose head comes too when its labels are the
+same, so a model is fine-tuned on a new domain); the options add ULMFiT's two fine-tuning
+tricks: discriminative learning rates
 (each layer group below the head learns `discriminative_lr` times slower than the one above)
 and gradual unfreezing (the head trains alone first, then one more group every
 `unfreeze_every` steps, from the top down), so the general knowledge in the lower layers is
@@ -44,7 +46,7 @@ from lstmtext.train import TrainEvent, autocast_context, resolve_precision, sele
 class ClassifierOptions:
     """What classification training adds to the LM options."""
 
-    from_lm: Path | None = None  # LM checkpoint whose tokenizer, embedding and core to start from
+    start_from: Path | None = None  # LM or classifier whose tokenizer, embedding and core to start from
     columns: Columns = Columns()
     val_sources: tuple[str, ...] = ()  # labelled validation data instead of a split of the training data
     max_tokens: int = 512  # longer texts keep their first quarter and last three quarters in training
@@ -111,11 +113,17 @@ def layer_groups(model: Classifier) -> list[list[nn.Parameter]]:
     return groups
 
 
-def transfer_core(model: Classifier, lm_dir: Path) -> tuple[TextTokenizer, TokenizerConfig]:
-    """Copy embedding and LSTM weights of the LM in `lm_dir` into `model`; return its tokenizer."""
-    lm = ckpt.load_checkpoint(lm_dir, task="lm")
-    model.core.load_state_dict(lm.model.core.state_dict())
-    return lm.tokenizer, lm.config.tokenizer
+def transfer_core(
+    model: Classifier, source_dir: Path, labels: tuple[str, ...] = ()
+) -> tuple[TextTokenizer, TokenizerConfig]:
+    """Copy embedding and LSTM weights of the model in `source_dir` (a language model or a
+    classifier) into `model`, and a classifier's head too when it names the same `labels` in
+    the same order; return the source's tokenizer."""
+    source = ckpt.load_checkpoint(source_dir)
+    model.core.load_state_dict(source.model.core.state_dict())
+    if isinstance(source.model, Classifier) and labels and source.config.labels == tuple(labels):
+        model.head.load_state_dict(source.model.head.state_dict())
+    return source.tokenizer, source.config.tokenizer
 
 
 class ClassifierTrainer:
@@ -423,10 +431,10 @@ def train_classifier(
                 data, train_config.val_fraction, train_config.random_state
             )
         torch.manual_seed(train_config.random_state)
-        if options.from_lm is not None:
-            lm_config = ckpt.read_config(Path(options.from_lm))
+        if options.start_from is not None:
+            source_config = ckpt.read_config(Path(options.start_from))
             model_config = replace(
-                lm_config.model,
+                source_config.model,
                 task="classify",
                 num_classes=len(labels),
                 tie_weights=False,
@@ -434,7 +442,7 @@ def train_classifier(
                 embedding_dropout=shape.embedding_dropout,
             )
             model = Classifier(model_config)
-            tokenizer, tokenizer_config = transfer_core(model, Path(options.from_lm))
+            tokenizer, tokenizer_config = transfer_core(model, Path(options.start_from), labels)
         else:
             tokenizer = TextTokenizer.train(list(train_data.texts), tokenizer_config)
             model_config = replace(

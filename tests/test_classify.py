@@ -142,6 +142,38 @@ def test_transfer_core_copies_the_lm_weights(tiny_lm: Path) -> None:
     assert [len(g) for g in layer_groups(model)] == [1, 4, 4, 2]  # embedding, 2 LSTM layers, head
 
 
+def test_transfer_from_a_classifier_brings_its_head_only_for_the_same_labels(classifier: Path) -> None:
+    source = load_checkpoint(classifier, task="classify")
+    config = source.config.model
+    same = Classifier(config)
+    tokenizer, _ = transfer_core(same, classifier, source.config.labels)
+    assert tokenizer.to_str() == source.tokenizer.to_str()
+    for name, tensor in source.model.state_dict().items():
+        assert torch.equal(same.state_dict()[name], tensor), name
+    other = Classifier(replace(config, num_classes=3))
+    transfer_core(other, classifier, ("bad", "good", "neutral"))
+    for name, tensor in source.model.core.state_dict().items():
+        assert torch.equal(other.core.state_dict()[name], tensor), name
+    assert other.head.weight.shape == (3, source.model.head.weight.shape[1])
+
+
+def test_fine_tuning_a_classifier_on_new_data_through_the_cli(
+    cli, classifier: Path, labelled: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tuned"
+    args = ["train", "--task", "classify", str(labelled), "--from", str(classifier), "--out", str(out)]
+    result = cli([*args, "--batch-size", "8", "--max-steps", "2", "--lr", "1e-4"])
+    assert result.exit_code == 0, result.stderr
+    assert (out / "tokenizer.json").read_text() == (classifier / "tokenizer.json").read_text()
+    predictor = Predictor.load(out, precision="fp32")
+    assert [
+        p.label for p in predictor.predict(["the film was great and superb .", "awful and boring plot ."])
+    ] == [
+        "positive",
+        "negative",
+    ]
+
+
 def test_train_from_lm_keeps_frozen_groups_and_unfreezes_from_the_top(
     cli, tiny_lm: Path, labelled: Path, tmp_path: Path
 ) -> None:

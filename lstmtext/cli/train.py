@@ -249,11 +249,12 @@ def train(
             rich_help_panel=CLASSIFY,
         ),
     ] = Task.lm,
-    from_lm: Annotated[
+    start_from: Annotated[
         Path | None,
         typer.Option(
             "--from",
-            help="Classify: start from this LM's tokenizer, embedding and core (ULMFiT).",
+            help="Classify: start from this language model's tokenizer, embedding and core (ULMFiT), "
+            "or a classifier's (its head too when the labels are the same).",
             rich_help_panel=CLASSIFY,
         ),
     ] = None,
@@ -360,7 +361,7 @@ def train(
         from lstmtext.labelled import Columns
 
         options = ClassifierOptions(
-            from_lm=from_lm,
+            start_from=start_from,
             columns=Columns(label=label_column, text=text_column),
             val_sources=tuple(val or ()),
             max_tokens=max_tokens,
