@@ -39,6 +39,9 @@ def test_evaluate_and_info(cli, tiny_lm: Path, tiny_corpus: Path) -> None:
     assert info["level"] == "char" and info["parameters"] > 0 and info["layers"] == 2
     result = cli(["info", str(tiny_lm)])
     assert result.exit_code == 0 and "parameters" in result.stdout
+    tie = "yes" if info["tie_weights"] else "no"
+    assert any(line.split()[-1:] == [tie] for line in result.stdout.splitlines() if "tie weights" in line)
+    assert "best" in result.stdout and "{" not in result.stdout  # the record as words, not a dict
 
 
 def test_train_resume_continues(cli, tiny_lm: Path, tiny_corpus: Path, tmp_path: Path) -> None:

@@ -49,5 +49,19 @@ def info(
     for key, value in summary.items():
         if value in ([], None):
             continue
-        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+        table.add_row(key.replace("_", " "), _shown(value))
     Console().print(table)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):  # before int: a bool is an int
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key.replace('_', ' ')} {_shown(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(_shown(item) for item in value)
+    return str(value)
