@@ -166,6 +166,25 @@ class InferenceStep:
             if precision == "bf16":
                 self.packed = [_PackedBf16(w.T) for w in self.weights]
                 self.packed_head = _PackedBf16(self.head_weight.T)
+        self._batched_weights: tuple[list[Tensor], Tensor] | None = None
+
+    def _weights_for(self, batch_size: int) -> tuple[list[Tensor], Tensor]:
+        """The layer weights and head weight, laid out for this batch size.
+
+        One row multiplies fastest by (K, N) row-major weights; a batch of rows by weights
+        stored (N, K) and read transposed, as MKL's matrix product prefers (measured on Zen 3,
+        2 threads: 32 x 1024 by 1024 x 2048 in 2.9 ms against 3.9 ms; one row 113 against
+        144 us for 512 x 2048). The second copy is made on the first batched step only.
+        """
+        if batch_size == 1 or self.device.type != "cpu":
+            return self.weights, self.head_weight
+        if self._batched_weights is None:
+            with torch.inference_mode():
+                self._batched_weights = (
+                    [w.T.contiguous().T for w in self.weights],
+                    self.head_weight.T.contiguous().T,
+                )
+        return self._batched_weights
 
     def suppress(self, token_ids: list[int]) -> None:
         """Make these tokens impossible: their logits become -inf, in step() and prime() alike.
@@ -253,21 +272,22 @@ class InferenceStep:
         """
         if self.precision == "bf16":
             return self._step_bf16(ids, state)
+        weights, head_weight = self._weights_for(ids.shape[0])
         with torch.inference_mode():
             if not self.use_table:
                 torch.index_select(self.embedding, 0, ids, out=state.hidden[:, : self.input_width])
             for layer, views in enumerate(state.layers):
                 if layer == 0 and self.use_table:
                     torch.index_select(self.table, 0, ids, out=views.gates)
-                    views.gates.addmm_(views.inputs, self.weights[0])
+                    views.gates.addmm_(views.inputs, weights[0])
                 else:
-                    torch.addmm(self.biases[layer], views.inputs, self.weights[layer], out=views.gates)
+                    torch.addmm(self.biases[layer], views.inputs, weights[layer], out=views.gates)
                 views.sigmoid_part.sigmoid_()
                 views.candidate.tanh_()
                 views.cell.mul_(views.forget_gate).addcmul_(views.input_gate, views.candidate)
                 torch.tanh(views.cell, out=state.scratch)
                 torch.mul(views.output_gate, state.scratch, out=views.hidden)
-            return torch.addmm(self.head_bias, state.layers[-1].hidden, self.head_weight, out=state.logits)
+            return torch.addmm(self.head_bias, state.layers[-1].hidden, head_weight, out=state.logits)
 
     def _step_bf16(self, ids: Tensor, state: StepState) -> Tensor:
         """step() with bf16 matrix products; the pointwise part is the same fp32 code."""

@@ -66,6 +66,10 @@ def test_fast_step_equals_the_core(layers: int, table: bool, tie: bool) -> None:
     got_hidden, got_cell = step.to_core_state(state)
     torch.testing.assert_close(got_hidden, hidden, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_cell, cell, atol=1e-5, rtol=1e-5)
+    # One row takes the other weight layout (see InferenceStep._weights_for): the same numbers.
+    single = step.new_state(1)
+    row = torch.stack([step.step(ids[:1, t], single).clone() for t in range(ids.shape[1])], dim=1)
+    torch.testing.assert_close(row, expected[:1], atol=1e-5, rtol=1e-5)
 
 
 def test_prime_then_steps_equal_the_core_over_the_whole_text(tiny_lm: Path) -> None:
