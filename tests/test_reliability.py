@@ -296,8 +296,12 @@ def test_classifier_where_a_language_model_is_needed(cli, tmp_path: Path, tiny_l
     assert "holds a classifier, but this command needs a language model" in error_line(result.stderr)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("a fine film and a dull film\n" * 20, encoding="utf-8")
-    result = cli(["train", str(corpus), "--from", str(tiny_lm), "--out", str(tmp_path / "lm"), *QUICK_TRAIN_ARGS])
-    assert result.exit_code == 2  # --from starts classifiers (from an LM or a classifier); an LM would ignore it
+    result = cli(
+        ["train", str(corpus), "--from", str(tiny_lm), "--out", str(tmp_path / "lm"), *QUICK_TRAIN_ARGS]
+    )
+    assert (
+        result.exit_code == 2
+    )  # --from starts classifiers (from an LM or a classifier); an LM would ignore it
     assert "--task classify" in result.stderr
     assert not (tmp_path / "lm").exists()
 

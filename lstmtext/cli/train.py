@@ -357,7 +357,9 @@ def train(
     )
     if start_from is not None and task is not Task.classify:
         # a language model starts from scratch or resumes; silently ignoring --from would train from scratch
-        raise typer.BadParameter("starts a classifier only: add --task classify (or use --resume)", param_hint="--from")
+        raise typer.BadParameter(
+            "starts a classifier only: add --task classify (or use --resume)", param_hint="--from"
+        )
     if task is Task.classify:  # labelled data -> classifier head on the same core
         from lstmtext.classifier_train import ClassifierOptions
         from lstmtext.cli.classify import train_classifier_command
