@@ -98,11 +98,15 @@ class Distributed:
         the loop at the same step and save together; a signal that reached only one rank
         (say, `kill -TERM` of one worker) still stops them all.
         """
+        return [v > 0 for v in self.max_over_ranks([1.0 if flag else 0.0 for flag in flags])]
+
+    def max_over_ranks(self, values: Sequence[float]) -> list[float]:
+        """The largest of each value over the ranks (e.g. the slowest rank's clock)."""
         if not self.enabled:
-            return list(flags)
-        tensor = self._tensor([1.0 if flag else 0.0 for flag in flags])
+            return [float(v) for v in values]
+        tensor = self._tensor(values)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return [v > 0 for v in tensor.tolist()]
+        return tensor.tolist()
 
     def gather_rows(self, tensor: Tensor, dim: int) -> Tensor:
         """Every rank's `tensor`, concatenated along `dim` in rank order (same shape on each rank).

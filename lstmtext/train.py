@@ -196,14 +196,21 @@ class LearningRate:
         self.total_steps = total_steps
         self.plateau_scale = 1.0
 
-    def at(self, step: int) -> float:
+    def at(self, step: int, elapsed: float = 0.0) -> float:
+        """The rate for `step`; a run bound by --max-time alone anneals its cosine over the
+        clock (`elapsed` seconds of `max_time`), since its number of steps is not known."""
         base = self.config.lr * self.plateau_scale
         if self.config.warmup_steps and step < self.config.warmup_steps:
             return base * (step + 1) / self.config.warmup_steps
-        if self.config.lr_schedule == "cosine" and self.total_steps > 0:
+        if self.config.lr_schedule != "cosine":
+            return base
+        if self.total_steps > 0:
             progress = min(step / self.total_steps, 1.0)
-            return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-        return base
+        elif self.config.max_time:
+            progress = min(elapsed / self.config.max_time, 1.0)
+        else:
+            return base
+        return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def on_stall(self) -> None:
         if self.config.lr_schedule == "plateau":
@@ -288,6 +295,7 @@ class Trainer:
         self.stalled_evals = 0
         self.rollbacks = 0
         self.elapsed_before = 0.0
+        self.clock = 0.0  # seconds trained (over all sessions of a resumed run), as all ranks agree
         self.history: list[dict[str, Any]] = []
         self.last_saved_step = -1
 
@@ -521,11 +529,15 @@ class Trainer:
         return True
 
     def _should_stop(self) -> str | None:
-        """max_time or interrupted; decided by all ranks together, so they stop at the same step."""
-        max_time = self.config.max_time
-        out_of_time = max_time is not None and self.elapsed_before + self._elapsed() >= max_time
-        out_of_time, interrupted = self.dist.any_rank([out_of_time, self.stop_event.is_set()])
-        if out_of_time:
+        """max_time or interrupted; decided by all ranks together, so they stop at the same step.
+
+        The clock is the slowest rank's, and it is also the clock a time-bound cosine follows:
+        every rank then steps with the same learning rate."""
+        elapsed, interrupted = self.dist.max_over_ranks(
+            [self.elapsed_before + self._elapsed(), float(self.stop_event.is_set())]
+        )
+        self.clock = elapsed
+        if self.config.max_time is not None and elapsed >= self.config.max_time:
             return "max_time"
         return "interrupted" if interrupted else None
 
@@ -554,7 +566,7 @@ class Trainer:
                 stop_reason = reason
                 break
             inputs, targets = next(batches)
-            lr = self.schedule.at(self.step)
+            lr = self.schedule.at(self.step, self.clock)
             loss = self._train_step(inputs, targets, lr)
             if not math.isfinite(loss):
                 if self._rollback(loss):
@@ -597,7 +609,7 @@ class Trainer:
             if stop_reason == "interrupted":
                 self.save_resume()
             elif self.step > 0:
-                self._eval_and_save(last_loss, self.schedule.at(self.step))
+                self._eval_and_save(last_loss, self.schedule.at(self.step, self.clock))
         if self.best_step is None and self.step > 0 and stop_reason != "diverged" and self.dist.is_main:
             ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)  # no validation: last is best
         return TrainResult(

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from lstmtext.checkpoint import load_checkpoint, read_metrics
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.language_model import ModelShape, evaluate_language_model, train_language_model
-from lstmtext.train import Trainer, TrainEvent
+from lstmtext.train import LearningRate, Trainer, TrainEvent
 
 from .conftest import TINY_TEXT
 
@@ -185,3 +185,26 @@ def test_head_bias_starts_at_the_unigram_log_frequencies() -> None:
     assert (bias[a] - bias[b]).item() == pytest.approx(np.log(350.1 / 50.1), abs=1e-4)
     unseen = torch.tensor([i for i in range(tokenizer.vocab_size) if i not in (a, b)])
     assert (bias[unseen] < bias[b] - 6).all()
+
+
+def test_a_cosine_bound_by_time_alone_anneals_over_the_clock() -> None:
+    by_time = LearningRate(TrainConfig(lr=1.0, lr_schedule="cosine", max_time=100.0), total_steps=0)
+    assert by_time.at(7, elapsed=0.0) == pytest.approx(1.0)
+    assert by_time.at(7, elapsed=50.0) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert by_time.at(7, elapsed=100.0) == pytest.approx(0.05)
+    assert by_time.at(7, elapsed=250.0) == pytest.approx(0.05)  # the last evaluation may run past the clock
+    by_steps = LearningRate(TrainConfig(lr=1.0, lr_schedule="cosine", max_steps=20, max_time=100.0), 20)
+    assert by_steps.at(10, elapsed=99.0) == pytest.approx(0.05 + 0.95 * 0.5)  # steps known: steps decide
+    constant = LearningRate(TrainConfig(lr=1.0, lr_schedule="constant", max_time=100.0), total_steps=0)
+    assert constant.at(7, elapsed=50.0) == 1.0
+
+
+def test_a_time_bound_run_lowers_its_rate_as_the_clock_runs(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    config = small_config(max_steps=None, max_time=2.0, lr_schedule="cosine", eval_every=40)
+    result = train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, config, tmp_path / "run")
+    assert result.stop_reason == "max_time"
+    rates = [record["lr"] for record in result.history if record["kind"] == "log"]
+    assert len(rates) >= 3
+    assert rates == sorted(rates, reverse=True) and rates[-1] < 0.8 * rates[0] <= 1e-2
