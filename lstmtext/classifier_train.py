@@ -39,7 +39,7 @@ from lstmtext.labelled import Columns, LabelledData, read_labelled
 from lstmtext.language_model import ModelShape
 from lstmtext.model import Classifier
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import TrainEvent, autocast_context, resolve_precision, select_device
+from lstmtext.train import TrainEvent, autocast_context, fused_adam, resolve_precision, select_device
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,11 @@ class ClassifierTrainer:
             )
         else:
             self.optimizer = torch.optim.AdamW(
-                group_params, lr=self.config.lr, betas=(0.9, 0.99), weight_decay=self.config.weight_decay
+                group_params,
+                lr=self.config.lr,
+                betas=(0.9, 0.99),
+                weight_decay=self.config.weight_decay,
+                fused=fused_adam(model.parameters()),
             )
         self.rng = np.random.default_rng(self.config.random_state)
         self.steps_per_epoch = math.ceil(len(self.train_ids) / self.config.batch_size)

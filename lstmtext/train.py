@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -127,13 +127,24 @@ def token_counts(ids: np.ndarray, vocab_size: int, limit: int = 64 << 20) -> Ten
     return torch.from_numpy(np.bincount(head, minlength=vocab_size)[:vocab_size])
 
 
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def fused_adam(params: Iterable[nn.Parameter]) -> bool:
+    """Whether Adam/AdamW can run as one fused kernel over all of `params`.
+
+    On CPU PyTorch's default is a loop of a dozen small ops per tensor: 24 ms a step for the
+    2 x 512 char model on one Zen 4 core, against 2.5 ms fused, i.e. a few per cent of a bf16
+    training step given away."""
+    return all(p.device.type in ("cpu", "cuda") and p.dtype in FUSED_DTYPES for p in params)
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    adam = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused_adam(params))
 
 
 def shard_stream(
