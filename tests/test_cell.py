@@ -7,7 +7,7 @@ import torch
 
 from lstmtext.cell import lstm_cell, run_lstm
 from lstmtext.config import ModelConfig
-from lstmtext.model import LanguageModel, LSTMCore
+from lstmtext.model import Dropout, LanguageModel, LSTMCore
 
 TOLERANCE = 1e-5
 
@@ -119,3 +119,18 @@ def test_trace_gives_gates_in_range() -> None:
         assert trace.candidate.abs().max() <= 1
     outputs, _ = core(torch.randint(0, 5, (2, 8)))
     assert outputs.shape == (2, 8, 6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_zeroes_p_of_the_elements_and_keeps_the_mean(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    dropout = Dropout(0.3)
+    x = torch.ones(200, 1000, dtype=dtype, requires_grad=True)
+    y = dropout(x)
+    assert y.dtype == dtype
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.005
+    assert abs(y.float().mean().item() - 1.0) < 0.02
+    y.sum().backward()  # the gradient flows through the kept elements, scaled as they are
+    assert torch.equal(x.grad, y.detach())
+    dropout.eval()
+    assert dropout(x) is x
