@@ -299,9 +299,8 @@ def test_classifier_where_a_language_model_is_needed(cli, tmp_path: Path, tiny_l
     result = cli(
         ["train", str(corpus), "--from", str(tiny_lm), "--out", str(tmp_path / "lm"), *QUICK_TRAIN_ARGS]
     )
-    assert (
-        result.exit_code == 2
-    )  # --from starts classifiers (from an LM or a classifier); an LM would ignore it
+    # --from starts classifiers (from an LM or a classifier); a language model would ignore it
+    assert result.exit_code == 2
     assert "--task classify" in result.stderr
     assert not (tmp_path / "lm").exists()
 
