@@ -18,6 +18,7 @@ directory is a checkpoint of the best model by validation accuracy from the firs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -32,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from lstmtext import checkpoint as ckpt
+from lstmtext.averaging import WeightAverage
 from lstmtext.classify import classification_metrics, encode_texts, length_buckets, pad_batch
 from lstmtext.config import RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError
@@ -185,6 +187,7 @@ class ClassifierTrainer:
                 weight_decay=self.config.weight_decay,
                 fused=fused_adam(model.parameters()),
             )
+        self.average = WeightAverage(model, self.config.ema) if self.config.ema > 0 else None
         self.rng = np.random.default_rng(self.config.random_state)
         self.steps_per_epoch = math.ceil(len(self.train_ids) / self.config.batch_size)
         self.total_steps = self._total_steps()
@@ -289,14 +292,20 @@ class ClassifierTrainer:
             "val_macro_f1": metrics.macro_f1,
         }
 
+    def _kept_weights(self) -> contextlib.AbstractContextManager[None]:
+        """The weights evaluated and saved as the run's model: the average when there is one."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
     def _save_best(self, metrics: dict[str, float] | None) -> None:
-        ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
+        with self._kept_weights():
+            ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
         record = {"step": self.step} | (metrics or {})
         ckpt.atomic_write_text(self.out_dir / ckpt.BEST, json.dumps(record, indent=1) + "\n")
 
     def _eval_and_save(self, loss: float | None, elapsed: float) -> bool:
         """Evaluate, keep the best weights, log. True: stop early."""
-        metrics = self.evaluate()
+        with self._kept_weights():
+            metrics = self.evaluate()
         lr = self.optimizer.param_groups[-1]["lr"]
         record = {"kind": "eval", "step": self.step, "loss": loss, "lr": lr, "elapsed": elapsed} | (
             metrics or {}
@@ -361,6 +370,8 @@ class ClassifierTrainer:
                 )
                 break
             self.step += 1
+            if self.average is not None:
+                self.average.update(self.step)
             last_loss = loss
             window_tokens += tokens
             if self.step % log_every == 0:

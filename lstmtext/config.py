@@ -96,6 +96,7 @@ class TrainConfig:
     lr_schedule: str = "plateau"  # plateau | cosine | constant
     lr_decay: float = 0.5  # plateau: factor applied when validation stalls
     warmup_steps: int = 0
+    ema: float = 0.0  # decay of the weight average that is evaluated and kept (0: no average)
     keep_last: int = 2  # step checkpoints kept besides best/ and last/
     random_state: int = 1337
     device: str = "auto"
@@ -129,6 +130,7 @@ class TrainConfig:
             f"lr schedule must be plateau, cosine or constant, not {self.lr_schedule!r}",
         )
         _require(0.0 < self.lr_decay <= 1.0, f"lr decay must be in (0, 1], not {self.lr_decay}")
+        _require(0.0 <= self.ema < 1.0, f"ema decay must be in [0, 1), not {self.ema}")
         _require(self.keep_last >= 0, f"keep last must be >= 0, not {self.keep_last}")
         _require(
             self.precision in PRECISIONS,

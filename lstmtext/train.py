@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lstmtext import checkpoint as ckpt
+from lstmtext.averaging import WeightAverage
 from lstmtext.config import RunConfig, TrainConfig
 from lstmtext.corpus import TokenStream, fit_batch_shape, release_pages
 from lstmtext.distributed import Distributed, local_batch_size, row_block
@@ -282,6 +283,7 @@ class Trainer:
         if self.dist.enabled:
             torch.manual_seed(config.random_state + self.dist.rank)  # each rank its own dropout masks
         self.optimizer = make_optimizer(self.model, config)
+        self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.local_batch = config.batch_size // world
         train_stream = shard_stream(train_ids, config.batch_size, config.seq_len, self.dist.rank, world)
@@ -361,6 +363,8 @@ class Trainer:
         )
         tensors, _ = ckpt.optimizer_tensors(self.optimizer)
         tensors["carry.hidden"], tensors["carry.cell"] = hidden, cell
+        if self.average is not None:
+            tensors |= self.average.tensors()
         ckpt.write_resume_checkpoint(
             self.out_dir / "checkpoints" / "last",
             config=self.run_config,
@@ -384,10 +388,14 @@ class Trainer:
             for old in step_dirs[: -self.config.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
 
+    def _kept_weights(self) -> contextlib.AbstractContextManager[None]:
+        """The weights evaluated and saved as the run's model: the average when there is one."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
     def _save_best(self) -> None:
         if not self.dist.is_main:
             return
-        with self._saving():
+        with self._saving(), self._kept_weights():
             ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
             ckpt.atomic_write_text(
                 self.out_dir / ckpt.BEST,
@@ -414,6 +422,8 @@ class Trainer:
         self.model.to(self.device)
         try:
             ckpt.restore_optimizer(self.optimizer, tensors, state["param_groups"])
+            if self.average is not None:
+                self.average.load(tensors)
             self.step = int(state["step"])
             self.batch_index = int(state["batch_index"])
             self.best_val_loss = state["best_val_loss"]
@@ -506,13 +516,14 @@ class Trainer:
             return None
         total, count = 0.0, 0
         if self.val_stream is not None:  # None: this rank got no validation row
-            loss, count = evaluate_stream(
-                self.model,
-                self.val_stream,
-                self.device,
-                precision=self.precision,
-                max_batches=self.config.eval_batches,
-            )
+            with self._kept_weights():
+                loss, count = evaluate_stream(
+                    self.model,
+                    self.val_stream,
+                    self.device,
+                    precision=self.precision,
+                    max_batches=self.config.eval_batches,
+                )
             total = loss * count
         total_all, count_all = self.dist.all_reduce_sum([total, count])
         return total_all / count_all
@@ -590,6 +601,8 @@ class Trainer:
                 break
             self.step += 1
             self.batch_index += 1
+            if self.average is not None:
+                self.average.update(self.step)
             last_loss = loss
             window_tokens += inputs.numel() * self.dist.world_size  # the global batch
             if self.step % log_every == 0:
@@ -622,7 +635,8 @@ class Trainer:
             elif self.step > 0:
                 self._eval_and_save(last_loss, self.schedule.at(self.step, self.clock))
         if self.best_step is None and self.step > 0 and stop_reason != "diverged" and self.dist.is_main:
-            ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)  # no validation: last is best
+            with self._kept_weights():  # no validation: last is best
+                ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
         return TrainResult(
             steps=self.step,
             best_val_loss=self.best_val_loss,

@@ -81,3 +81,14 @@ def test_installed_command_runs_as_a_subprocess(tiny_lm: Path) -> None:
     assert json.loads(done.stdout)["task"] == "lm"
     done = subprocess.run([sys.executable, "-m", "lstmtext", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and "lstmtext" in done.stdout
+
+
+def test_train_with_a_weight_average(cli, tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = cli(["train", str(tiny_corpus), "--out", str(run), "--ema", "0.9", *TINY_TRAIN_ARGS])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((run / "config.json").read_text())["train"]["ema"] == 0.9
+    tensors = (run / "checkpoints" / "last" / "optimizer.safetensors").read_bytes()
+    assert b'"average.' in tensors
+    result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "r"), "--ema", "1.5"])
+    assert result.exit_code != 0 and "ema" in result.stderr

@@ -175,6 +175,13 @@ def train(
     clip: Annotated[
         float, typer.Option(help="Gradient-norm clipping (0: off).", rich_help_panel=OPTIM)
     ] = 5.0,
+    ema: Annotated[
+        float,
+        typer.Option(
+            help="Evaluate and keep a moving average of the weights with this decay, e.g. 0.999 (0: off).",
+            rich_help_panel=OPTIM,
+        ),
+    ] = 0.0,
     epochs: Annotated[
         float | None,
         typer.Option(
@@ -349,6 +356,7 @@ def train(
         patience=patience or None,
         lr_schedule=schedule.value,
         warmup_steps=warmup,
+        ema=ema,
         keep_last=keep_last,
         random_state=random_state,
         device=device,
