@@ -90,5 +90,7 @@ def test_train_with_a_weight_average(cli, tiny_corpus: Path, tmp_path: Path) -> 
     assert json.loads((run / "config.json").read_text())["train"]["ema"] == 0.9
     tensors = (run / "checkpoints" / "last" / "optimizer.safetensors").read_bytes()
     assert b'"average.' in tensors
+    result = cli(["info", str(run), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["weight_average_decay"] == 0.9
     result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "r"), "--ema", "1.5"])
     assert result.exit_code != 0 and "ema" in result.stderr

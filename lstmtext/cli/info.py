@@ -33,6 +33,7 @@ def info(
         "dropout": config.model.dropout,
         "tie_weights": config.model.tie_weights,
         "labels": list(config.labels),
+        "weight_average_decay": config.train.ema or None,  # the kept weights are an average (--ema)
         "format_version": config.format_version,
     }
     best = model / BEST
