@@ -18,7 +18,6 @@ directory is a checkpoint of the best model by validation accuracy from the firs
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import threading
@@ -33,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.averaging import WeightAverage
+from lstmtext.averaging import WeightAverage, kept_weights
 from lstmtext.classify import classification_metrics, encode_texts, length_buckets, pad_batch
 from lstmtext.config import RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError
@@ -292,19 +291,15 @@ class ClassifierTrainer:
             "val_macro_f1": metrics.macro_f1,
         }
 
-    def _kept_weights(self) -> contextlib.AbstractContextManager[None]:
-        """The weights evaluated and saved as the run's model: the average when there is one."""
-        return self.average.applied() if self.average is not None else contextlib.nullcontext()
-
     def _save_best(self, metrics: dict[str, float] | None) -> None:
-        with self._kept_weights():
+        with kept_weights(self.average):
             ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
         record = {"step": self.step} | (metrics or {})
         ckpt.atomic_write_text(self.out_dir / ckpt.BEST, json.dumps(record, indent=1) + "\n")
 
     def _eval_and_save(self, loss: float | None, elapsed: float) -> bool:
         """Evaluate, keep the best weights, log. True: stop early."""
-        with self._kept_weights():
+        with kept_weights(self.average):
             metrics = self.evaluate()
         lr = self.optimizer.param_groups[-1]["lr"]
         record = {"kind": "eval", "step": self.step, "loss": loss, "lr": lr, "elapsed": elapsed} | (

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.averaging import WeightAverage
+from lstmtext.averaging import WeightAverage, kept_weights
 from lstmtext.config import RunConfig, TrainConfig
 from lstmtext.corpus import TokenStream, fit_batch_shape, release_pages
 from lstmtext.distributed import Distributed, local_batch_size, row_block
@@ -388,14 +388,10 @@ class Trainer:
             for old in step_dirs[: -self.config.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def _kept_weights(self) -> contextlib.AbstractContextManager[None]:
-        """The weights evaluated and saved as the run's model: the average when there is one."""
-        return self.average.applied() if self.average is not None else contextlib.nullcontext()
-
     def _save_best(self) -> None:
         if not self.dist.is_main:
             return
-        with self._saving(), self._kept_weights():
+        with self._saving(), kept_weights(self.average):
             ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
             ckpt.atomic_write_text(
                 self.out_dir / ckpt.BEST,
@@ -516,7 +512,7 @@ class Trainer:
             return None
         total, count = 0.0, 0
         if self.val_stream is not None:  # None: this rank got no validation row
-            with self._kept_weights():
+            with kept_weights(self.average):
                 loss, count = evaluate_stream(
                     self.model,
                     self.val_stream,
@@ -635,7 +631,7 @@ class Trainer:
             elif self.step > 0:
                 self._eval_and_save(last_loss, self.schedule.at(self.step, self.clock))
         if self.best_step is None and self.step > 0 and stop_reason != "diverged" and self.dist.is_main:
-            with self._kept_weights():  # no validation: last is best
+            with kept_weights(self.average):  # no validation: last is best
                 ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
         return TrainResult(
             steps=self.step,

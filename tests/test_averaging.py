@@ -109,3 +109,32 @@ def test_an_averaged_run_resumed_equals_the_uninterrupted_one(tmp_path: Path) ->
 def test_a_decay_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="ema"):
         TrainConfig(ema=1.0)
+
+
+def test_a_classifier_run_keeps_its_average(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from lstmtext.classifier_train import ClassifierOptions, ClassifierTrainer
+    from lstmtext.config import ModelConfig, RunConfig
+    from lstmtext.labelled import LabelledData
+    from lstmtext.model import Classifier
+    from lstmtext.tokenizer import TextTokenizer
+
+    texts = ("good film .", "bad film .", "great fun .", "awful mess .") * 4
+    labels = ("positive", "negative", "positive", "negative") * 4
+    data = LabelledData(texts, labels, tuple(f"a:{i}" for i in range(len(texts))))
+    tokenizer = TextTokenizer.train(list(texts), TokenizerConfig("word"))
+    model_config = ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=8, hidden_size=8, num_layers=1)
+    model_config = replace(model_config, task="classify", num_classes=2)
+    train = TrainConfig(batch_size=4, lr=1e-2, max_steps=12, eval_every=100, ema=0.9, random_state=1)
+    run_config = RunConfig(TokenizerConfig("word"), model_config, train, labels=("negative", "positive"))
+    trainer = ClassifierTrainer(
+        run_config, tokenizer, Classifier(model_config), data, None, tmp_path, ClassifierOptions()
+    )
+    trainer.fit()
+    kept = load_file(tmp_path / "model.safetensors")
+    averaged = trainer.average.tensors()
+    raw = dict(trainer.model.named_parameters())
+    for name, tensor in kept.items():
+        assert torch.equal(tensor, averaged[PREFIX + name]), name
+    assert any(not torch.equal(kept[name], raw[name].detach()) for name in kept)
