@@ -10,7 +10,8 @@ sentences are taken from MR's snippets (about 80 % of SST-2 test is in MR, most 
 the rest as part of a longer snippet), so an MR row sharing any run of six words with an
 SST-2 dev or test sentence is left out. A validation file (SST-2 dev and 1,000 IMDb training
 reviews held out of train.tsv) picks the best checkpoint for short and long texts alike;
-lm.txt holds the training texts unlabelled, one a line, for pretraining a language model.
+lm.txt holds the IMDb training reviews unlabelled, one a line, for pretraining a language model
+(no SST-2 or MR text, so that MR's cross-validation can start from it).
 
 `evaluate` measures a classifier on SST-2 test, IMDb test and the hand-written cross-domain
 reviews of corpora/samples/ (products, restaurants, apps), and prints a Markdown table.
@@ -127,8 +128,10 @@ def prepare(corpora: Path, out: Path, val_imdb: int = VAL_IMDB, seed: int = 0) -
     }
     counts["train"] = write_tsv(out / "train.tsv", sst_train + imdb_train + mr_kept)
     counts["val"] = write_tsv(out / "val.tsv", sst_dev + imdb_val)
-    # The same training texts without labels, a review a line: the corpus of a ULMFiT-style LM.
-    lm_text = "".join(text + "\n" for _, text in sst_train + imdb_train + mr_kept)
+    # The IMDb training reviews without labels, one a line: the corpus of a ULMFiT-style LM.
+    # No SST-2 or MR text: SST-2's sentences come from MR's snippets, so an LM that read either
+    # would have read the texts of MR's cross-validation test folds.
+    lm_text = "".join(text + "\n" for _, text in imdb_train)
     (out / "lm.txt").write_text(lm_text, encoding="utf-8")
     (out / "counts.json").write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
     return counts
