@@ -21,7 +21,7 @@ def test_prepare_keeps_test_sentences_out_and_the_lm_text_is_imdb_train_only(tmp
         corpora / "mr" / "all.tsv",
         [
             ("negative", "a tedious mess from start to finish , sadly"),  # an SST-2 test sentence
-            ("positive", "honestly , the cast is superb throughout the whole picture and more"),  # holds dev's run
+            ("positive", "honestly , the cast is superb throughout the whole picture and more"),  # holds dev
             ("positive", "an unrelated snippet about a charming comedy"),
         ],
     )
