@@ -11,7 +11,8 @@ the rest as part of a longer snippet), so an MR row sharing any run of six words
 SST-2 dev or test sentence is left out. A validation file (SST-2 dev and 1,000 IMDb training
 reviews held out of train.tsv) picks the best checkpoint for short and long texts alike;
 lm.txt holds the IMDb training reviews unlabelled, one a line, for pretraining a language model
-(no SST-2 or MR text, so that MR's cross-validation can start from it).
+(no SST-2 or MR text, so that MR's cross-validation can start from it), and lm-val.txt the
+validation texts, to follow that LM's validation loss.
 
 `evaluate` measures a classifier on SST-2 test, IMDb test and the hand-written cross-domain
 reviews of corpora/samples/ (products, restaurants, apps), and prints a Markdown table.
@@ -133,6 +134,7 @@ def prepare(corpora: Path, out: Path, val_imdb: int = VAL_IMDB, seed: int = 0) -
     # would have read the texts of MR's cross-validation test folds.
     lm_text = "".join(text + "\n" for _, text in imdb_train)
     (out / "lm.txt").write_text(lm_text, encoding="utf-8")
+    (out / "lm-val.txt").write_text("".join(text + "\n" for _, text in sst_dev + imdb_val), encoding="utf-8")
     (out / "counts.json").write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
     return counts
 

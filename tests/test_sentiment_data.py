@@ -42,3 +42,4 @@ def test_prepare_keeps_test_sentences_out_and_the_lm_text_is_imdb_train_only(tmp
     # and none of the reviews held out to validate the classifier.
     assert sorted(lm_lines) == sorted(text for _, text in imdb if text not in held_out)
     assert len(lm_lines) == 6
+    assert (out / "lm-val.txt").read_text(encoding="utf-8").splitlines() == val_texts
