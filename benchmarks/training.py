@@ -116,7 +116,9 @@ class BareLoop:
 class RealLoop:
     """`Trainer.fit()` in segments; `_train_step` is wrapped only to timestamp each step's end."""
 
-    def __init__(self, tokenizer: TextTokenizer, ids: np.ndarray, precision: str, out_dir: Path) -> None:
+    def __init__(
+        self, tokenizer: TextTokenizer, ids: np.ndarray, precision: str, out_dir: Path, **model_options: Any
+    ) -> None:
         config = RunConfig(
             tokenizer=TokenizerConfig(level="char"),
             model=ModelConfig(
@@ -125,6 +127,7 @@ class RealLoop:
                 hidden_size=HIDDEN,
                 num_layers=LAYERS,
                 dropout=DROPOUT,
+                **model_options,
             ),
             # eval_every as the CLI's default, so log events come every 50 steps as they do there.
             train=TrainConfig(
@@ -188,6 +191,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
         for p in precisions:
             variants[f"lstmtext {p}"] = Variant(real[p].segment)
             variants[f"bare {p}"] = Variant(bare[p].segment)
+        # AWD-LSTM's regularisers run the core layer by layer (lstmtext.regularisation):
+        # what that costs against the one multi-layer call, in the fastest precision.
+        fastest = precisions[-1]
+        awd = RealLoop(tokenizer, train_ids, fastest, Path(tmp) / "awd", locked_dropout=True, weight_drop=0.5)
+        variants[f"lstmtext {fastest} awd"] = Variant(awd.segment)
         timing = Interleaved(variants)
         timing.run(rounds, steps)
         for precision in precisions:
@@ -202,6 +210,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     timing.ratio(name, baseline),
                 )
             )
+        rows.append(
+            result(
+                f"training.{fastest}_locked_dropout_weight_drop",
+                timing.per_second(f"lstmtext {fastest} awd", TOKENS_PER_STEP),
+                "tokens/s",
+                f"lstmtext {fastest}, plain dropout",
+                timing.per_second(f"lstmtext {fastest}", TOKENS_PER_STEP),
+                timing.ratio(f"lstmtext {fastest} awd", f"lstmtext {fastest}"),
+            )
+        )
         if "bf16" in precisions:
             for loop, row in (("lstmtext", "training.bf16_speedup"), ("bare", "training.bare_bf16_speedup")):
                 rows.append(

@@ -82,6 +82,32 @@ def layer_weights(lstm: nn.LSTM, layer: int) -> tuple[Tensor, Tensor, Tensor, Te
     )
 
 
+def run_layer(
+    inputs: Tensor,
+    hidden: Tensor,
+    cell: Tensor,
+    weights: tuple[Tensor, Tensor, Tensor, Tensor],
+    *,
+    trace: bool = False,
+) -> tuple[Tensor, tuple[Tensor, Tensor], GateTrace | None]:
+    """One LSTM layer over a sequence, step by step.
+
+    inputs (B, T, I); hidden and cell (B, H); weights (weight_ih, weight_hh, bias_ih,
+    bias_hh) in nn.LSTM layout. Returns the outputs (B, T, H), the final (h, c) and, when
+    `trace`, every gate of every step.
+    """
+    outputs, recorded = [], []
+    for t in range(inputs.shape[1]):
+        hidden, cell, gates = lstm_cell(inputs[:, t], hidden, cell, *weights)
+        outputs.append(hidden)
+        if trace:
+            recorded.append(gates)
+    traced = None
+    if trace:
+        traced = GateTrace(**{name: torch.stack([g[name] for g in recorded], dim=1) for name in recorded[0]})
+    return torch.stack(outputs, dim=1), (hidden, cell), traced
+
+
 def run_lstm(
     lstm: nn.LSTM,
     inputs: Tensor,
@@ -101,21 +127,13 @@ def run_lstm(
     layer_input = inputs
     final_hidden, final_cell, traces = [], [], []
     for layer in range(lstm.num_layers):
-        weights = layer_weights(lstm, layer)
-        hidden, cell = hidden_all[layer], cell_all[layer]
-        outputs, recorded = [], []
-        for t in range(layer_input.shape[1]):
-            hidden, cell, gates = lstm_cell(layer_input[:, t], hidden, cell, *weights)
-            outputs.append(hidden)
-            if trace:
-                recorded.append(gates)
-        layer_output = torch.stack(outputs, dim=1)  # (B, T, H)
+        layer_output, (hidden, cell), traced = run_layer(
+            layer_input, hidden_all[layer], cell_all[layer], layer_weights(lstm, layer), trace=trace
+        )
         final_hidden.append(hidden)
         final_cell.append(cell)
-        if trace:
-            traces.append(
-                GateTrace(**{name: torch.stack([g[name] for g in recorded], dim=1) for name in recorded[0]})
-            )
+        if traced is not None:
+            traces.append(traced)
         if layer < lstm.num_layers - 1 and dropout > 0:
             layer_output = nn.functional.dropout(layer_output, dropout, training)
         layer_input = layer_output

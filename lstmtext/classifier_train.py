@@ -450,6 +450,8 @@ def train_classifier(
                 tie_weights=False,
                 dropout=shape.dropout,
                 embedding_dropout=shape.embedding_dropout,
+                locked_dropout=shape.locked_dropout,
+                weight_drop=shape.weight_drop,
             )
             model = Classifier(model_config)
             tokenizer, tokenizer_config = transfer_core(model, Path(options.start_from), labels)

@@ -53,6 +53,8 @@ class ModelConfig:
     num_layers: int = 2
     dropout: float = 0.2  # between LSTM layers and on the top layer's output
     embedding_dropout: float = 0.0  # on embedding vectors
+    locked_dropout: bool = False  # one dropout mask per sequence, shared by its time steps
+    weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden matrices (AWD-LSTM)
     tie_weights: bool = False  # LM head shares the embedding matrix (needs embedding_dim == hidden_size)
     task: str = "lm"
     num_classes: int = 0  # classify only
@@ -67,6 +69,7 @@ class ModelConfig:
             0.0 <= self.embedding_dropout < 1.0,
             f"embedding dropout must be in [0, 1), not {self.embedding_dropout}",
         )
+        _require(0.0 <= self.weight_drop < 1.0, f"weight drop must be in [0, 1), not {self.weight_drop}")
         _require(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
         _require(
             not self.tie_weights or self.embedding_dim == self.hidden_size,

@@ -42,6 +42,8 @@ class ModelShape:
     num_layers: int = 2
     dropout: float = 0.2
     embedding_dropout: float = 0.0
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
     tie_weights: bool = False
 
     def model_config(self, vocab_size: int) -> ModelConfig:
@@ -52,6 +54,8 @@ class ModelShape:
             num_layers=self.num_layers,
             dropout=self.dropout,
             embedding_dropout=self.embedding_dropout,
+            locked_dropout=self.locked_dropout,
+            weight_drop=self.weight_drop,
             tie_weights=self.tie_weights,
         )
 

@@ -5,11 +5,14 @@ Shapes: ids (B, T); embeddings (B, T, E); outputs (B, T, H); state = (h, c), eac
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+import warnings
 
-from lstmtext.cell import GateTrace, run_lstm
+import torch
+from torch import _VF, Tensor, nn
+
+from lstmtext.cell import GateTrace, layer_weights, run_layer, run_lstm
 from lstmtext.config import ModelConfig
+from lstmtext.regularisation import drop_weights, element_dropout, locked_dropout
 
 State = tuple[Tensor, Tensor]
 
@@ -26,12 +29,7 @@ class Dropout(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if x.device.type != "cpu":
-            return nn.functional.dropout(x, self.p, training=True)
-        keep = torch.rand(x.shape, device=x.device) >= self.p
-        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+        return element_dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -68,6 +66,8 @@ class LSTMCore(nn.Module):
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         if state is None:
             state = self.initial_state(ids.shape[0], ids.device)
+        if self.training and (self.config.locked_dropout or self.config.weight_drop > 0):
+            return self.forward_regularised(self.embedding(ids), state)
         embedded = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         if self.implementation == "fused":
             outputs, state = self.lstm(embedded, state)
@@ -77,6 +77,31 @@ class LSTMCore(nn.Module):
             )
         return self.output_dropout(outputs), state
 
+    def forward_regularised(self, embedded: Tensor, state: State) -> tuple[Tensor, State]:
+        """Training with locked dropout and/or weight drop (lstmtext.regularisation).
+
+        Layer by layer, so that a locked mask can sit between layers and each layer can run
+        on its own dropped U; each layer is still one fused call (or the gate-by-gate cell,
+        which draws nothing from the random generator, so both see the same masks).
+        """
+        config = self.config
+        dropout = locked_dropout if config.locked_dropout else element_dropout
+        layer_input = dropout(embedded, config.embedding_dropout, True)
+        hidden_all, cell_all = state
+        final_hidden, final_cell = [], []
+        for layer in range(config.num_layers):
+            weight_ih, weight_hh, bias_ih, bias_hh = layer_weights(self.lstm, layer)
+            weights = (weight_ih, drop_weights(weight_hh, config.weight_drop, True), bias_ih, bias_hh)
+            start = hidden_all[layer], cell_all[layer]
+            if self.implementation == "fused":
+                outputs, (hidden, cell) = fused_layer(layer_input, *start, weights)
+            else:
+                outputs, (hidden, cell), _ = run_layer(layer_input, *start, weights)
+            final_hidden.append(hidden)
+            final_cell.append(cell)
+            layer_input = dropout(outputs, config.dropout, True)  # between layers, and on the top output
+        return layer_input, (torch.stack(final_hidden), torch.stack(final_cell))
+
     @torch.no_grad()
     def trace(self, ids: Tensor, state: State | None = None) -> tuple[list[GateTrace], State]:
         """Every gate of every layer for `ids`, from the gate-by-gate cell (eval mode)."""
@@ -85,6 +110,23 @@ class LSTMCore(nn.Module):
         embedded = self.embedding(ids)
         _, state, traces = run_lstm(self.lstm, embedded, state, trace=True)
         return traces, state
+
+
+def fused_layer(
+    inputs: Tensor, hidden: Tensor, cell: Tensor, weights: tuple[Tensor, Tensor, Tensor, Tensor]
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """One LSTM layer through the kernel nn.LSTM calls, on weights given per call.
+
+    inputs (B, T, I), hidden and cell (B, H). nn.LSTM itself cannot take a dropped U for
+    one call without swapping its parameters; its kernel can.
+    """
+    with warnings.catch_warnings():
+        # cuDNN would like one flat weight buffer; a freshly dropped U never is one.
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single")
+        outputs, final_hidden, final_cell = _VF.lstm(
+            inputs, (hidden.unsqueeze(0), cell.unsqueeze(0)), list(weights), True, 1, 0.0, True, False, True
+        )
+    return outputs, (final_hidden[0], final_cell[0])
 
 
 class LanguageModel(nn.Module):

@@ -94,3 +94,17 @@ def test_train_with_a_weight_average(cli, tiny_corpus: Path, tmp_path: Path) -> 
     assert result.exit_code == 0 and json.loads(result.stdout)["weight_average_decay"] == 0.9
     result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "r"), "--ema", "1.5"])
     assert result.exit_code != 0 and "ema" in result.stderr
+
+
+def test_train_with_awd_regularisers(cli, tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", str(tiny_corpus), "--out", str(run), "--locked-dropout", "--weight-drop", "0.4"]
+    result = cli([*args, *TINY_TRAIN_ARGS])
+    assert result.exit_code == 0, result.stderr
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert model["locked_dropout"] is True and model["weight_drop"] == 0.4
+    summary = json.loads(cli(["info", str(run), "--json"]).stdout)
+    assert summary["locked_dropout"] is True and summary["weight_drop"] == 0.4
+    assert cli(["generate", "--model", str(run), "--length", "20", "--random-state", "1"]).exit_code == 0
+    result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "r"), "--weight-drop", "1"])
+    assert result.exit_code != 0 and "weight drop" in result.stderr and "Traceback" not in result.stderr

@@ -31,6 +31,8 @@ def info(
         "hidden_size": config.model.hidden_size,
         "embedding_dim": config.model.embedding_dim,
         "dropout": config.model.dropout,
+        "locked_dropout": config.model.locked_dropout,
+        "weight_drop": config.model.weight_drop,
         "tie_weights": config.model.tie_weights,
         "labels": list(config.labels),
         "weight_average_decay": config.train.ema or None,  # the kept weights are an average (--ema)

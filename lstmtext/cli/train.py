@@ -156,6 +156,20 @@ def train(
         float, typer.Option(help="Dropout between layers and on the output.", rich_help_panel=MODEL)
     ] = 0.2,
     embed_dropout: Annotated[float, typer.Option(help="Dropout on embeddings.", rich_help_panel=MODEL)] = 0.0,
+    locked_dropout: Annotated[
+        bool,
+        typer.Option(
+            help="Variational dropout: one mask per sequence, the same at every time step (AWD-LSTM).",
+            rich_help_panel=MODEL,
+        ),
+    ] = False,
+    weight_drop: Annotated[
+        float,
+        typer.Option(
+            help="DropConnect on the hidden-to-hidden weights U, fraction dropped (AWD-LSTM: 0.5).",
+            rich_help_panel=MODEL,
+        ),
+    ] = 0.0,
     tie_weights: Annotated[
         bool,
         typer.Option(
@@ -337,6 +351,8 @@ def train(
         num_layers=layers,
         dropout=dropout,
         embedding_dropout=embed_dropout,
+        locked_dropout=locked_dropout,
+        weight_drop=weight_drop,
         tie_weights=tie_weights,
     )
     shape.model_config(vocab_size=1)  # validate sizes before reading any data

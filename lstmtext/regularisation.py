@@ -1,0 +1,46 @@
+"""AWD-LSTM's regularisers for the recurrent core (Merity et al. 2017, salesforce/awd-lstm-lm).
+
+- Locked (variational) dropout: one mask per sequence and unit, the same at every time
+  step (Gal & Ghahramani 2016), on the embeddings, between layers and on the top output.
+  An element-wise mask redrawn at each step lets a unit's information through at some steps
+  and not others; a locked one removes the unit for the whole sequence.
+- Weight drop (DropConnect on the hidden-to-hidden matrices U): the recurrence itself is
+  regularised, which dropout on the activations between layers never touches. One mask per
+  forward pass, shared by the batch, so the fused kernels still run on a plain matrix.
+
+Both act only in training; in evaluation the core is the plain LSTM.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def random_keep(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """A {0, 1/(1-p)} mask of `shape` in `like`'s dtype and device (torch.rand: see model.Dropout)."""
+    keep = torch.rand(shape, device=like.device) >= p
+    return keep.to(like.dtype) * (1.0 / (1.0 - p))
+
+
+def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """x (B, T, H) with one dropout mask per (sequence, unit), shared by every time step."""
+    if not training or p == 0.0:
+        return x
+    return x * random_keep((x.shape[0], 1, x.shape[2]), p, x)
+
+
+def drop_weights(weight: Tensor, p: float, training: bool) -> Tensor:
+    """DropConnect: `weight` with a fraction p of its entries zeroed (the rest scaled)."""
+    if not training or p == 0.0:
+        return weight
+    return weight * random_keep(tuple(weight.shape), p, weight)
+
+
+def element_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Plain dropout, a fresh mask for every element."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return nn.functional.dropout(x, p, training=True)
+    return x * random_keep(tuple(x.shape), p, x)

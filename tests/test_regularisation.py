@@ -1,0 +1,101 @@
+"""Locked dropout and weight drop (AWD-LSTM): what they drop, and that the fused and the
+gate-by-gate paths still compute the same thing under them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstmtext.config import ModelConfig
+from lstmtext.errors import ConfigError
+from lstmtext.model import Classifier, LanguageModel
+from lstmtext.regularisation import drop_weights, locked_dropout
+
+TOLERANCE = 1e-5
+
+
+def regularised_model(**options) -> LanguageModel:
+    torch.manual_seed(0)
+    config = dict(vocab_size=17, embedding_dim=9, hidden_size=9, num_layers=3, dropout=0.3, tie_weights=True)
+    config.update(options)
+    return LanguageModel(ModelConfig(**config))
+
+
+def test_locked_dropout_mask_is_the_same_at_every_time_step() -> None:
+    torch.manual_seed(0)
+    y = locked_dropout(torch.ones(8, 50, 40), 0.4, training=True)
+    dropped = y == 0  # (B, T, H)
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # a unit is out for the whole sequence
+    assert 0.3 < dropped[:, 0].float().mean().item() < 0.5
+    assert abs(y.mean().item() - 1.0) < 0.1
+    assert not torch.equal(dropped[0], dropped[1])  # but each sequence has its own mask
+    assert locked_dropout(y, 0.4, training=False) is y
+
+
+def test_weight_drop_zeroes_entries_of_the_matrix_only_in_training() -> None:
+    torch.manual_seed(0)
+    weight = torch.ones(400, 100, requires_grad=True)
+    dropped = drop_weights(weight, 0.5, training=True)
+    assert abs((dropped == 0).float().mean().item() - 0.5) < 0.02
+    dropped.sum().backward()
+    assert torch.equal(weight.grad, dropped.detach())  # gradient reaches the kept entries only
+    assert drop_weights(weight, 0.5, training=False) is weight
+
+
+@pytest.mark.parametrize("locked,weight_drop", [(True, 0.0), (False, 0.5), (True, 0.5)])
+def test_fused_and_cell_agree_in_training_under_the_regularisers(locked: bool, weight_drop: float) -> None:
+    model = regularised_model(locked_dropout=locked, weight_drop=weight_drop, embedding_dropout=0.2)
+    model.train()
+    ids = torch.randint(0, 17, (4, 6))
+    state = (torch.randn(3, 4, 9), torch.randn(3, 4, 9))
+
+    def run(implementation: str) -> list[torch.Tensor]:
+        model.zero_grad()
+        model.core.implementation = implementation
+        torch.manual_seed(5)  # the same masks for both
+        logits, (h, c) = model(ids, state)
+        (logits.square().mean() + h.sum() * 0.3 + c.sum() * 0.7).backward()
+        return [logits.detach(), h.detach(), c.detach()] + [p.grad.clone() for p in model.parameters()]
+
+    fused, cell = run("fused"), run("cell")
+    for a, b in zip(fused, cell, strict=True):
+        assert (a - b).abs().max() <= TOLERANCE
+    torch.manual_seed(6)  # other masks, other numbers: the regularisers are really on
+    model.core.implementation = "fused"
+    assert (model(ids, state)[0].detach() - fused[0]).abs().max() > 1e-3
+
+
+def test_regularised_model_evaluates_as_the_plain_lstm() -> None:
+    plain = regularised_model()
+    regularised = regularised_model(locked_dropout=True, weight_drop=0.5)
+    regularised.load_state_dict(plain.state_dict())
+    plain.eval()
+    regularised.eval()
+    ids = torch.randint(0, 17, (2, 5))
+    assert torch.equal(plain(ids)[0], regularised(ids)[0])
+
+
+def test_classifier_trains_under_the_regularisers() -> None:
+    torch.manual_seed(0)
+    model = Classifier(
+        ModelConfig(
+            vocab_size=11,
+            embedding_dim=6,
+            hidden_size=6,
+            num_layers=2,
+            task="classify",
+            num_classes=2,
+            locked_dropout=True,
+            weight_drop=0.3,
+        )
+    )
+    model.train()
+    logits = model(torch.randint(0, 11, (3, 7)), torch.tensor([7, 4, 1]))
+    logits.sum().backward()
+    assert logits.shape == (3, 2)
+    assert model.core.lstm.weight_hh_l1.grad is not None
+
+
+def test_weight_drop_out_of_range_is_refused() -> None:
+    with pytest.raises(ConfigError, match="weight drop"):
+        ModelConfig(vocab_size=10, weight_drop=1.0)
