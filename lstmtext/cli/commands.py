@@ -6,8 +6,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    from lstmtext.cli import average, evaluate, info, inspect, train
     from lstmtext.cli import classify as classify_command
-    from lstmtext.cli import evaluate, info, inspect, train
     from lstmtext.cli import export as export_command
     from lstmtext.cli import generate as generate_command
 
@@ -18,3 +18,4 @@ def register(app: typer.Typer) -> None:
     app.command("info", no_args_is_help=True)(info.info)
     app.command("inspect", no_args_is_help=True)(inspect.inspect)
     app.command("export", no_args_is_help=True)(export_command.export)
+    app.command("average", no_args_is_help=True)(average.average)

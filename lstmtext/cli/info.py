@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lstmtext.checkpoint import BEST, load_checkpoint, read_metrics
+from lstmtext.checkpoint_average import AVERAGED
 from lstmtext.model import count_parameters
 
 
@@ -38,6 +39,9 @@ def info(
         "weight_average_decay": config.train.ema or None,  # the kept weights are an average (--ema)
         "format_version": config.format_version,
     }
+    averaged = model / AVERAGED
+    if averaged.exists():
+        summary.update(json.loads(averaged.read_text(encoding="utf-8")))
     best = model / BEST
     if best.exists():
         summary["best"] = json.loads(best.read_text(encoding="utf-8"))

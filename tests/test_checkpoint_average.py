@@ -1,0 +1,72 @@
+"""`lstmtext average`: the mean of checkpoints of one model, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lstmtext.checkpoint import load_checkpoint
+from lstmtext.checkpoint_average import average_checkpoints
+from lstmtext.errors import CheckpointError
+
+from .conftest import TINY_TRAIN_ARGS
+
+
+def step_checkpoints(run: Path) -> list[Path]:
+    return sorted((run / "checkpoints").glob("step-*"))
+
+
+def test_average_is_the_mean_of_the_weights(tiny_lm: Path) -> None:
+    steps = step_checkpoints(tiny_lm)
+    assert len(steps) >= 2  # 20 steps, evaluated every 10: step-10 and step-20 kept
+    sources = [tiny_lm, *steps]
+    states = [load_checkpoint(path).model.state_dict() for path in sources]
+    averaged = average_checkpoints(sources).model.state_dict()
+    for name, tensor in averaged.items():
+        expected = sum(state[name] for state in states) / len(states)
+        assert torch.allclose(tensor, expected, atol=1e-6), name
+    assert not torch.equal(states[1]["core.lstm.weight_hh_l0"], states[2]["core.lstm.weight_hh_l0"])
+
+
+def test_average_cli_writes_a_checkpoint_that_evaluates(cli, tiny_lm: Path, tmp_path: Path) -> None:
+    out = tmp_path / "avg"
+    steps = [str(path) for path in step_checkpoints(tiny_lm)]
+    result = cli(["average", str(tiny_lm), *steps, "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert {"config.json", "tokenizer.json", "model.safetensors", "averaged.json"} <= {
+        path.name for path in out.iterdir()
+    }
+    summary = json.loads(cli(["info", str(out), "--json"]).stdout)
+    assert summary["averaged_from"] == [str(tiny_lm), *steps]
+    corpus = tmp_path / "held-out.txt"
+    corpus.write_text("To be, or not to be, that is the question:\n" * 4, encoding="utf-8")
+    result = cli(["evaluate", "--model", str(out), str(corpus), "--json"])
+    assert result.exit_code == 0, result.stderr
+    again = cli(["average", str(tiny_lm), *steps, "--out", str(out)])  # never over a checkpoint
+    assert again.exit_code == 1 and "already exists" in again.stderr
+
+
+def test_average_refuses_other_models_and_lone_checkpoints(cli, tiny_lm: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text((tiny_lm.parent / "tiny.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    wider = tmp_path / "wider"
+    args = [*TINY_TRAIN_ARGS]
+    args[args.index("--hidden") + 1] = "24"
+    assert cli(["train", str(corpus), "--out", str(wider), *args]).exit_code == 0
+    for sources, message in (
+        ([tiny_lm, wider], "not the same model"),
+        ([tiny_lm], "at least two"),
+        ([tiny_lm, tmp_path / "missing"], "does not exist"),
+    ):
+        result = cli(["average", *map(str, sources), "--out", str(tmp_path / "out")])
+        assert result.exit_code == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    other_text = tmp_path / "other.txt"  # as many distinct characters, one of them another
+    other_text.write_text(corpus.read_text(encoding="utf-8").replace("q", "z"), encoding="utf-8")
+    other = tmp_path / "other"
+    assert cli(["train", str(other_text), "--out", str(other), *TINY_TRAIN_ARGS]).exit_code == 0
+    with pytest.raises(CheckpointError, match="another tokenizer"):
+        average_checkpoints([tiny_lm, other])
