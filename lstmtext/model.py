@@ -5,8 +5,6 @@ Shapes: ids (B, T); embeddings (B, T, E); outputs (B, T, H); state = (h, c), eac
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import _VF, Tensor, nn
 
@@ -120,12 +118,9 @@ def fused_layer(
     inputs (B, T, I), hidden and cell (B, H). nn.LSTM itself cannot take a dropped U for
     one call without swapping its parameters; its kernel can.
     """
-    with warnings.catch_warnings():
-        # cuDNN would like one flat weight buffer; a freshly dropped U never is one.
-        warnings.filterwarnings("ignore", message="RNN module weights are not part of single")
-        outputs, final_hidden, final_cell = _VF.lstm(
-            inputs, (hidden.unsqueeze(0), cell.unsqueeze(0)), list(weights), True, 1, 0.0, True, False, True
-        )
+    outputs, final_hidden, final_cell = _VF.lstm(
+        inputs, (hidden.unsqueeze(0), cell.unsqueeze(0)), list(weights), True, 1, 0.0, True, False, True
+    )
     return outputs, (final_hidden[0], final_cell[0])
 
 

@@ -47,6 +47,9 @@ def test_average_cli_writes_a_checkpoint_that_evaluates(cli, tiny_lm: Path, tmp_
     assert result.exit_code == 0, result.stderr
     again = cli(["average", str(tiny_lm), *steps, "--out", str(out)])  # never over a checkpoint
     assert again.exit_code == 1 and "already exists" in again.stderr
+    (out / "averaged.json").write_text("{not json", encoding="utf-8")
+    broken = cli(["info", str(out)])
+    assert broken.exit_code == 1 and "averaged.json" in broken.stderr and "Traceback" not in broken.stderr
 
 
 def test_average_refuses_other_models_and_lone_checkpoints(cli, tiny_lm: Path, tmp_path: Path) -> None:

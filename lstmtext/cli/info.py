@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lstmtext.checkpoint import BEST, load_checkpoint, read_metrics
 from lstmtext.checkpoint_average import AVERAGED
+from lstmtext.errors import CheckpointError
 from lstmtext.model import count_parameters
 
 
@@ -39,12 +40,12 @@ def info(
         "weight_average_decay": config.train.ema or None,  # the kept weights are an average (--ema)
         "format_version": config.format_version,
     }
-    averaged = model / AVERAGED
-    if averaged.exists():
-        summary.update(json.loads(averaged.read_text(encoding="utf-8")))
-    best = model / BEST
-    if best.exists():
-        summary["best"] = json.loads(best.read_text(encoding="utf-8"))
+    averaged = _read_record(model / AVERAGED)
+    if averaged is not None:
+        summary["averaged_from"] = averaged.get("averaged_from")
+    best = _read_record(model / BEST)
+    if best is not None:
+        summary["best"] = best
     records = read_metrics(model)
     if records:
         summary["steps"] = records[-1].get("step")
@@ -58,6 +59,19 @@ def info(
             continue
         table.add_row(key.replace("_", " "), _shown(value))
     Console().print(table)
+
+
+def _read_record(path: Path) -> dict | None:
+    """A JSON object a run wrote beside its weights, None when absent."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"cannot read {path}: {error}") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    return record
 
 
 def _shown(value: object) -> str:
