@@ -120,6 +120,12 @@ def load_weights(model: nn.Module, path: Path) -> None:
                 f"config.json implies {tuple(expected[name].shape)}"
             )
     model.load_state_dict(state, strict=False)
+    two_level = getattr(model, "two_level", None)
+    if two_level is not None:
+        try:
+            two_level.check()
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}") from None
 
 
 @dataclass

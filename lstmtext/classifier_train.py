@@ -448,6 +448,7 @@ def train_classifier(
                 task="classify",
                 num_classes=len(labels),
                 tie_weights=False,
+                softmax_cutoff=0,
                 dropout=shape.dropout,
                 embedding_dropout=shape.embedding_dropout,
                 locked_dropout=shape.locked_dropout,
@@ -462,6 +463,7 @@ def train_classifier(
                 task="classify",
                 num_classes=len(labels),
                 tie_weights=False,
+                softmax_cutoff=0,
             )
             model = Classifier(model_config)
         run_config = RunConfig(

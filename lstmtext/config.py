@@ -56,6 +56,7 @@ class ModelConfig:
     locked_dropout: bool = False  # one dropout mask per sequence, shared by its time steps
     weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden matrices (AWD-LSTM)
     tie_weights: bool = False  # LM head shares the embedding matrix (needs embedding_dim == hidden_size)
+    softmax_cutoff: int = 0  # > 0: two-level softmax, this many most frequent tokens first (lstmtext.softmax)
     task: str = "lm"
     num_classes: int = 0  # classify only
 
@@ -70,6 +71,11 @@ class ModelConfig:
             f"embedding dropout must be in [0, 1), not {self.embedding_dropout}",
         )
         _require(0.0 <= self.weight_drop < 1.0, f"weight drop must be in [0, 1), not {self.weight_drop}")
+        _require(
+            0 <= self.softmax_cutoff < self.vocab_size,
+            f"softmax cutoff must be 0 (full softmax) or below the vocabulary size "
+            f"{self.vocab_size}, not {self.softmax_cutoff}",
+        )
         _require(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
         _require(
             not self.tie_weights or self.embedding_dim == self.hidden_size,

@@ -193,8 +193,9 @@ class InferenceStep:
         at char/BPE level <unk> and <eos>), which would otherwise be sampled now and then.
         """
         self.suppressed = torch.tensor(token_ids, dtype=torch.long, device=self.device)
-        with torch.inference_mode():
-            self.head_bias[:, self.suppressed] = float("-inf")
+        if self.model.two_level is None:  # else after the two-level softmax, as prime() does
+            with torch.inference_mode():
+                self.head_bias[:, self.suppressed] = float("-inf")
 
     def _layer_input_slice(self, layer: int) -> slice:
         h, x = self.hidden_size, self.input_width
@@ -260,7 +261,7 @@ class InferenceStep:
         with torch.inference_mode():
             outputs, core_state = self.model.core(ids, self.to_core_state(state))
             self.load_core_state(core_state, state)
-            logits = self.model.head(outputs[:, -1]).float()  # (B, V)
+            logits = self.model.output_logits(outputs[:, -1]).float()  # (B, V)
             if self.suppressed is not None:
                 logits[:, self.suppressed] = float("-inf")
             return logits
@@ -287,7 +288,8 @@ class InferenceStep:
                 views.cell.mul_(views.forget_gate).addcmul_(views.input_gate, views.candidate)
                 torch.tanh(views.cell, out=state.scratch)
                 torch.mul(views.output_gate, state.scratch, out=views.hidden)
-            return torch.addmm(self.head_bias, state.layers[-1].hidden, head_weight, out=state.logits)
+            torch.addmm(self.head_bias, state.layers[-1].hidden, head_weight, out=state.logits)
+            return self._two_level(state)
 
     def _step_bf16(self, ids: Tensor, state: StepState) -> Tensor:
         """step() with bf16 matrix products; the pointwise part is the same fp32 code."""
@@ -306,4 +308,16 @@ class InferenceStep:
                 views.cell.mul_(views.forget_gate).addcmul_(views.input_gate, views.candidate)
                 torch.tanh(views.cell, out=state.scratch)
                 torch.mul(views.output_gate, state.scratch, out=views.hidden)
-            return torch.add(self.head_bias, self.packed_head(state.layers[-1].hidden), out=state.logits)
+            torch.add(self.head_bias, self.packed_head(state.layers[-1].hidden), out=state.logits)
+            return self._two_level(state)
+
+    def _two_level(self, state: StepState) -> Tensor:
+        """state.logits, as log-probabilities of the two-level softmax when the model has one."""
+        two_level = self.model.two_level
+        if two_level is None:
+            return state.logits
+        hidden = state.layers[-1].hidden.float()
+        state.logits.copy_(two_level.log_probs(state.logits, hidden))
+        if self.suppressed is not None:
+            state.logits[:, self.suppressed] = float("-inf")
+        return state.logits

@@ -159,7 +159,7 @@ def inspect_text(
         ]
         logits = None
         if isinstance(model, LanguageModel):
-            logits = model.head(traces[-1].hidden.to(device)).float().cpu()  # (T, V)
+            logits = model.output_logits(traces[-1].hidden.to(device)).float().cpu()  # (T, V)
     finally:
         model.train(was_training)
     decoded, pieces, spans = token_spans(tokenizer, ids)

@@ -45,6 +45,7 @@ class ModelShape:
     locked_dropout: bool = False
     weight_drop: float = 0.0
     tie_weights: bool = False
+    softmax_cutoff: int = 0
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(
@@ -57,6 +58,7 @@ class ModelShape:
             locked_dropout=self.locked_dropout,
             weight_drop=self.weight_drop,
             tie_weights=self.tie_weights,
+            softmax_cutoff=self.softmax_cutoff,
         )
 
 

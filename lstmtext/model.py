@@ -11,6 +11,7 @@ from torch import _VF, Tensor, nn
 from lstmtext.cell import GateTrace, layer_weights, run_layer, run_lstm
 from lstmtext.config import ModelConfig
 from lstmtext.regularisation import drop_weights, element_dropout, locked_dropout
+from lstmtext.softmax import TwoLevelSoftmax
 
 State = tuple[Tensor, Tensor]
 
@@ -125,7 +126,12 @@ def fused_layer(
 
 
 class LanguageModel(nn.Module):
-    """Core + a linear head over the vocabulary; the head may share the embedding matrix."""
+    """Core + a linear head over the vocabulary; the head may share the embedding matrix.
+
+    With `softmax_cutoff` > 0 the head's logits feed a two-level softmax (lstmtext.softmax),
+    and what forward() and output_logits() return are its log-probabilities: a softmax of
+    them is the model's distribution, as it is of plain logits.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -134,10 +140,39 @@ class LanguageModel(nn.Module):
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
             self.head.weight = self.core.embedding.weight
+        self.two_level = (
+            TwoLevelSoftmax(config.hidden_size, config.vocab_size, config.softmax_cutoff)
+            if config.softmax_cutoff
+            else None
+        )
 
-    def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def forward(
+        self, ids: Tensor, state: State | None = None, targets: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        """logits (B, T, V); with `targets` (B, T), the fp32 -log P of each target (B, T) instead.
+
+        Training and evaluation pass targets: the two-level softmax then skips most of the
+        vocabulary. The call goes through forward() so that DistributedDataParallel sees it.
+        """
         outputs, state = self.core(ids, state)
-        return self.head(outputs), state  # logits (B, T, V)
+        if targets is not None:
+            return self.negative_log_likelihood(outputs, targets), state
+        return self.output_logits(outputs), state
+
+    def output_logits(self, outputs: Tensor) -> Tensor:
+        """Core outputs (..., H) -> logits (..., V) (log-probabilities under the two-level softmax)."""
+        logits = self.head(outputs)
+        return logits if self.two_level is None else self.two_level.log_probs(logits, outputs)
+
+    def negative_log_likelihood(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        flat_outputs = outputs.reshape(-1, outputs.shape[-1])
+        if self.two_level is not None:
+            nll = self.two_level.negative_log_likelihood(self.head, flat_outputs, targets.reshape(-1))
+        else:
+            nll = nn.functional.cross_entropy(
+                self.head(flat_outputs).float(), targets.reshape(-1), reduction="none"
+            )
+        return nll.reshape(targets.shape)
 
     @torch.no_grad()
     def set_output_prior(self, token_counts: Tensor) -> None:
@@ -152,6 +187,8 @@ class LanguageModel(nn.Module):
         counts = token_counts.to(self.head.bias.dtype)
         smoothed = counts + 0.1  # unseen tokens: unlikely, not impossible
         self.head.bias.copy_(torch.log(smoothed / smoothed.sum()))
+        if self.two_level is not None:
+            self.two_level.set_frequencies(token_counts)
 
 
 class Classifier(nn.Module):

@@ -188,11 +188,8 @@ def evaluate_stream(
     for index in range(batches):
         inputs, targets = (t.to(device, non_blocking=True) for t in stream.batch(index))
         with autocast_context(precision, device):
-            logits, state = model(inputs, state)
-        loss = nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
-        )
-        total += float(loss)
+            nll, state = model(inputs, state, targets)
+        total += float(nll.sum())
         count += targets.numel()
     model.train(was_training)
     if count == 0:
@@ -481,10 +478,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast_context(self.precision, self.device):
-            logits, state = self.network(inputs, self.state)
-            loss = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1)
-            )
+            nll, state = self.network(inputs, self.state, targets)
+            loss = nll.mean()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         grad_norm = None

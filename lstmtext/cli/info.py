@@ -36,6 +36,7 @@ def info(
         "locked_dropout": config.model.locked_dropout,
         "weight_drop": config.model.weight_drop,
         "tie_weights": config.model.tie_weights,
+        "softmax_cutoff": config.model.softmax_cutoff or None,  # None: full softmax
         "labels": list(config.labels),
         "weight_average_decay": config.train.ema or None,  # the kept weights are an average (--ema)
         "format_version": config.format_version,

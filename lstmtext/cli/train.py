@@ -177,6 +177,14 @@ def train(
             rich_help_panel=MODEL,
         ),
     ] = False,
+    softmax_cutoff: Annotated[
+        int,
+        typer.Option(
+            help="Two-level softmax: the N most frequent tokens first, the rest behind one cluster "
+            "token; trains word/BPE models with a large vocabulary faster (0: full softmax).",
+            rich_help_panel=MODEL,
+        ),
+    ] = 0,
     seq_len: Annotated[int, typer.Option(help="Truncated-BPTT length.", rich_help_panel=OPTIM)] = 100,
     batch_size: Annotated[int, typer.Option(help="Streams trained in parallel.", rich_help_panel=OPTIM)] = 64,
     lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=OPTIM)] = 2e-3,
@@ -354,8 +362,9 @@ def train(
         locked_dropout=locked_dropout,
         weight_drop=weight_drop,
         tie_weights=tie_weights,
+        softmax_cutoff=softmax_cutoff,
     )
-    shape.model_config(vocab_size=1)  # validate sizes before reading any data
+    shape.model_config(vocab_size=softmax_cutoff + 1)  # validate sizes before reading any data
     train_config = TrainConfig(
         seq_len=seq_len,
         batch_size=batch_size,

@@ -1,0 +1,177 @@
+"""The two-level softmax: a normalised distribution, a cheap loss equal to the full one, every consumer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lstmtext.checkpoint import load_checkpoint
+from lstmtext.config import ModelConfig
+from lstmtext.errors import CheckpointError, ConfigError
+from lstmtext.inference import InferenceStep
+from lstmtext.model import LanguageModel
+from lstmtext.softmax import TwoLevelSoftmax
+
+from .conftest import TINY_TRAIN_ARGS
+
+VOCAB = 50
+
+
+def two_level_model(cutoff: int = 12, tie: bool = True) -> LanguageModel:
+    torch.manual_seed(3)
+    config = ModelConfig(
+        vocab_size=VOCAB, embedding_dim=16, hidden_size=16, num_layers=2, tie_weights=tie, softmax_cutoff=cutoff
+    )
+    model = LanguageModel(config)
+    # Counts in no particular id order, so the frequency order is a real permutation.
+    counts = torch.randint(0, 1000, (VOCAB,), generator=torch.Generator().manual_seed(4))
+    model.set_output_prior(counts)
+    with torch.no_grad():  # a cluster unit that depends on the input, not only its start bias
+        model.two_level.cluster.weight.normal_()
+    return model
+
+
+def test_frequency_order_ranks_tokens_by_count_ties_by_id() -> None:
+    softmax = TwoLevelSoftmax(hidden_size=4, vocab_size=6, cutoff=2)
+    softmax.set_frequencies(torch.tensor([5, 0, 9, 5, 1, 9]))
+    assert softmax.frequency_order.tolist() == [2, 5, 0, 3, 4, 1]
+    # The cluster starts at the share of the rare tokens (ids 0, 3, 4, 1; counts + 0.1 smoothing).
+    expected = torch.log(torch.tensor((5 + 5 + 1 + 0 + 0.4) / (29 + 0.6)))
+    torch.testing.assert_close(softmax.cluster.bias[0], expected)
+
+
+def test_log_probs_are_a_distribution_over_the_whole_vocabulary() -> None:
+    model = two_level_model().eval()
+    ids = torch.randint(0, VOCAB, (3, 9), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        log_probs, _ = model(ids)
+    assert log_probs.shape == (3, 9, VOCAB)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, 9))
+    # Not a plain softmax of the head's logits: the cluster token carries the rare tokens' mass.
+    with torch.no_grad():
+        plain = model.head(model.core(ids)[0]).log_softmax(-1)
+    assert (plain - log_probs).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_cheap_loss_and_gradients_equal_the_full_distribution(tie: bool) -> None:
+    ids = torch.randint(0, VOCAB, (4, 11), generator=torch.Generator().manual_seed(6))
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    cheap_model, full_model = two_level_model(tie=tie).eval(), two_level_model(tie=tie).eval()
+    nll, _ = cheap_model(inputs, targets=targets)
+    log_probs, _ = full_model(inputs)
+    full_nll = -log_probs.gather(-1, targets[..., None])[..., 0]
+    assert nll.shape == targets.shape and nll.dtype == torch.float32
+    torch.testing.assert_close(nll, full_nll, atol=1e-5, rtol=1e-5)
+    # Both frequent and rare targets occur, so both branches of the loss were exercised.
+    rank = torch.argsort(cheap_model.two_level.frequency_order)[targets]
+    assert (rank < 12).any() and (rank >= 12).any()
+    nll.sum().backward()
+    full_nll.sum().backward()
+    for (name, cheap), (_, full) in zip(
+        cheap_model.named_parameters(), full_model.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(cheap.grad, full.grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_full_softmax_model_loss_is_the_cross_entropy() -> None:
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(vocab_size=VOCAB, embedding_dim=8, hidden_size=16)).eval()
+    ids = torch.randint(0, VOCAB, (2, 8))
+    nll, _ = model(ids[:, :-1], targets=ids[:, 1:])
+    logits, _ = model(ids[:, :-1])
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none")
+    torch.testing.assert_close(nll.reshape(-1), expected)
+
+
+def test_fast_inference_step_and_prime_give_the_models_log_probs() -> None:
+    model = two_level_model().eval()
+    ids = torch.randint(0, VOCAB, (3, 14), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected, _ = model(ids)
+    step = InferenceStep(model)
+    state = step.new_state(3)
+    logits = [step.prime(ids[:, :6], state)]
+    logits += [step.step(ids[:, t], state).clone() for t in range(6, 14)]
+    torch.testing.assert_close(torch.stack(logits, dim=1), expected[:, 5:], atol=1e-5, rtol=1e-5)
+
+
+def test_suppressed_tokens_are_renormalised_the_same_in_prime_and_step() -> None:
+    model = two_level_model().eval()
+    rare_token = int(model.two_level.frequency_order[-1])
+    frequent_token = int(model.two_level.frequency_order[0])
+    step = InferenceStep(model)
+    step.suppress([rare_token, frequent_token])
+    ids = torch.randint(0, VOCAB, (2, 5), generator=torch.Generator().manual_seed(8))
+    primed = step.prime(ids, step.new_state(2)).clone()
+    state = step.new_state(2)
+    for t in range(5):
+        stepped = step.step(ids[:, t], state)
+    for logits in (primed, stepped):
+        assert torch.isneginf(logits[:, [rare_token, frequent_token]]).all()
+    torch.testing.assert_close(primed.softmax(-1), stepped.softmax(-1), atol=1e-5, rtol=1e-5)
+
+
+def test_every_rare_token_suppressed_leaves_no_nan() -> None:
+    model = two_level_model().eval()
+    step = InferenceStep(model)
+    step.suppress(model.two_level.frequency_order[12:].tolist())
+    logits = step.step(torch.tensor([1, 2]), step.new_state(2))
+    assert not logits.isnan().any()
+    probs = logits.softmax(-1)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2))
+    assert probs[:, model.two_level.frequency_order[12:]].max() == 0
+
+
+def test_cutoff_must_leave_rare_tokens() -> None:
+    with pytest.raises(ConfigError, match="softmax cutoff"):
+        ModelConfig(vocab_size=10, softmax_cutoff=10)
+    with pytest.raises(ConfigError, match="softmax cutoff"):
+        ModelConfig(vocab_size=10, softmax_cutoff=-1)
+
+
+WORDS = ("the cat sat on the mat and the dog ate the cat food while a bird sang " * 30).strip()
+
+
+@pytest.fixture
+def two_level_run(cli, tmp_path: Path) -> Path:
+    corpus = tmp_path / "words.txt"
+    corpus.write_text((WORDS + "\n") * 4, encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["train", str(corpus), "--level", "word", "--out", str(run), "--softmax-cutoff", "4", "--tie-weights"]
+    result = cli([*args, *TINY_TRAIN_ARGS, "--embed", "16"])
+    assert result.exit_code == 0, result.stderr
+    return run
+
+
+def test_cli_trains_evaluates_generates_and_reports_a_two_level_model(
+    cli, two_level_run: Path, tmp_path: Path
+) -> None:
+    assert json.loads((two_level_run / "config.json").read_text())["model"]["softmax_cutoff"] == 4
+    summary = json.loads(cli(["info", str(two_level_run), "--json"]).stdout)
+    assert summary["softmax_cutoff"] == 4
+    checkpoint = load_checkpoint(two_level_run, task="lm")
+    order = checkpoint.model.two_level.frequency_order
+    assert checkpoint.tokenizer.decode([int(order[0])]).strip() == "the"  # the most frequent word
+    corpus = tmp_path / "words.txt"
+    metrics = json.loads(cli(["evaluate", "--model", str(two_level_run), str(corpus), "--json"]).stdout)
+    best_val = json.loads((two_level_run / "best.json").read_text())
+    assert metrics["loss"] < 2.5, (metrics, best_val)
+    result = cli(["generate", "--model", str(two_level_run), "--length", "12", "--random-state", "1"])
+    assert result.exit_code == 0 and result.stdout.strip(), result.stderr
+    result = cli(["train", str(corpus), "--out", str(tmp_path / "char"), "--softmax-cutoff", "5000"])
+    assert result.exit_code != 0 and "softmax cutoff" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_frequency_order_that_is_no_permutation_is_a_checkpoint_error(two_level_run: Path) -> None:
+    weights = two_level_run / "model.safetensors"
+    state = load_file(weights)
+    state["two_level.frequency_order"] = torch.zeros_like(state["two_level.frequency_order"])
+    save_file(state, weights)
+    with pytest.raises(CheckpointError, match="permutation"):
+        load_checkpoint(two_level_run, task="lm")
