@@ -24,7 +24,12 @@ VOCAB = 50
 def two_level_model(cutoff: int = 12, tie: bool = True) -> LanguageModel:
     torch.manual_seed(3)
     config = ModelConfig(
-        vocab_size=VOCAB, embedding_dim=16, hidden_size=16, num_layers=2, tie_weights=tie, softmax_cutoff=cutoff
+        vocab_size=VOCAB,
+        embedding_dim=16,
+        hidden_size=16,
+        num_layers=2,
+        tie_weights=tie,
+        softmax_cutoff=cutoff,
     )
     model = LanguageModel(config)
     # Counts in no particular id order, so the frequency order is a real permutation.
@@ -84,7 +89,9 @@ def test_full_softmax_model_loss_is_the_cross_entropy() -> None:
     ids = torch.randint(0, VOCAB, (2, 8))
     nll, _ = model(ids[:, :-1], targets=ids[:, 1:])
     logits, _ = model(ids[:, :-1])
-    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none")
+    expected = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none"
+    )
     torch.testing.assert_close(nll.reshape(-1), expected)
 
 
@@ -142,7 +149,17 @@ def two_level_run(cli, tmp_path: Path) -> Path:
     corpus = tmp_path / "words.txt"
     corpus.write_text((WORDS + "\n") * 4, encoding="utf-8")
     run = tmp_path / "run"
-    args = ["train", str(corpus), "--level", "word", "--out", str(run), "--softmax-cutoff", "4", "--tie-weights"]
+    args = [
+        "train",
+        str(corpus),
+        "--level",
+        "word",
+        "--out",
+        str(run),
+        "--softmax-cutoff",
+        "4",
+        "--tie-weights",
+    ]
     result = cli([*args, *TINY_TRAIN_ARGS, "--embed", "16"])
     assert result.exit_code == 0, result.stderr
     return run
