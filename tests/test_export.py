@@ -106,6 +106,49 @@ def test_onnx_lm_step_matches_pytorch_with_state_carried(lm_dir: Path, onnx_lm: 
                 torch.testing.assert_close(torch.from_numpy(got), want, **TOLERANCE)
 
 
+@pytest.fixture(scope="module")
+def two_level_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A char LM with a two-level softmax (lstmtext.softmax) over a shuffled frequency order."""
+    torch.manual_seed(5)
+    vocab = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char")).vocab_size
+    config = ModelConfig(vocab, embedding_dim=16, hidden_size=16, tie_weights=True, softmax_cutoff=20)
+    model = LanguageModel(config)
+    model.set_output_prior(torch.randint(0, 100, (vocab,), generator=torch.Generator().manual_seed(6)))
+    return _save(tmp_path_factory.mktemp("two_level"), model)
+
+
+@pytest.mark.parametrize("file_format", ["onnx", "pt2"])
+def test_a_two_level_softmax_exports_its_log_probs(
+    two_level_lm_dir: Path, tmp_path: Path, file_format: str
+) -> None:
+    if file_format == "onnx" and not HAS_ONNX:
+        pytest.skip("needs onnx, onnxscript and onnxruntime")
+    result = export_model(two_level_lm_dir, tmp_path / file_format, ExportOptions(file_format))
+    model = ckpt.load_checkpoint(two_level_lm_dir).model
+    assert isinstance(model, LanguageModel) and model.two_level is not None
+    chunks = _chunks(model.config.vocab_size, 2)
+    hidden, cell = (np.zeros((2, 2, 16), dtype=np.float32) for _ in range(2))
+    if file_format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(result.model_path), providers=["CPUExecutionProvider"])
+
+        def run(ids: torch.Tensor, h: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
+            return session.run(None, {"ids": ids.numpy(), "hidden": h, "cell": c})
+    else:
+        module = torch.export.load(result.model_path).module()
+
+        def run(ids: torch.Tensor, h: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
+            return [t.numpy() for t in module(ids, torch.from_numpy(h), torch.from_numpy(c))]
+
+    with torch.no_grad():
+        for ids, expected in zip(chunks, _torch_steps(model, chunks), strict=True):
+            logits, hidden, cell = run(ids, hidden, cell)
+            for got, want in zip((logits, hidden, cell), expected, strict=True):
+                torch.testing.assert_close(torch.from_numpy(np.asarray(got)), want, **TOLERANCE)
+            torch.testing.assert_close(torch.from_numpy(logits).exp().sum(-1), torch.ones(ids.shape))
+
+
 def test_pt2_loads_with_torch_export_and_matches(lm_dir: Path, tmp_path: Path) -> None:
     result = export_model(lm_dir, tmp_path / "pt2", ExportOptions("pt2"))
     assert result.model_path == tmp_path / "pt2" / "model.pt2"
