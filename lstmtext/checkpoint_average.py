@@ -38,9 +38,15 @@ def average_checkpoints(directories: Sequence[Path]) -> Checkpoint:
         if other.config.labels != first.config.labels:
             raise CheckpointError(f"{other.path} has other labels than {first.path}")
     states = [checkpoint.model.state_dict() for checkpoint in checkpoints]
+    for name, tensor in states[0].items():
+        # Integer buffers (a two-level softmax's frequency order) are facts, not weights.
+        if not tensor.is_floating_point() and any(not torch.equal(s[name], tensor) for s in states[1:]):
+            raise CheckpointError(f"the checkpoints differ in {name}: they are not one model's")
     with torch.no_grad():
         mean = {
             name: torch.stack([state[name].float() for state in states]).mean(dim=0).to(tensor.dtype)
+            if tensor.is_floating_point()
+            else tensor
             for name, tensor in states[0].items()
         }
     first.model.load_state_dict(mean)  # a tied weight is one tensor under two names: both get the mean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lstmtext.checkpoint import load_checkpoint
+from lstmtext.checkpoint_average import average_checkpoints
 from lstmtext.config import ModelConfig
 from lstmtext.errors import CheckpointError, ConfigError
 from lstmtext.inference import InferenceStep
@@ -196,3 +198,19 @@ def test_a_frequency_order_that_is_no_permutation_is_a_checkpoint_error(two_leve
     save_file(state, weights)
     with pytest.raises(CheckpointError, match="permutation"):
         load_checkpoint(two_level_run, task="lm")
+
+
+def test_averaging_keeps_the_frequency_order_and_refuses_two_orders(
+    two_level_run: Path, tmp_path: Path
+) -> None:
+    steps = sorted((two_level_run / "checkpoints").glob("step-*"))
+    averaged = average_checkpoints([two_level_run, *steps]).model
+    order = load_checkpoint(two_level_run).model.two_level.frequency_order
+    assert torch.equal(averaged.two_level.frequency_order, order)
+    other = tmp_path / "other"
+    shutil.copytree(steps[-1], other)
+    state = load_file(other / "model.safetensors")
+    state["two_level.frequency_order"] = state["two_level.frequency_order"].flip(0).contiguous()
+    save_file(state, other / "model.safetensors")
+    with pytest.raises(CheckpointError, match="frequency_order"):
+        average_checkpoints([two_level_run, other])
