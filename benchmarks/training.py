@@ -113,7 +113,29 @@ class BareLoop:
         return stamps
 
 
-class RealLoop:
+class SegmentedTrainer:
+    """A Trainer whose `fit()` runs `steps` more steps per segment, each step's end timestamped."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.stamps: list[float] = []
+        original = trainer._train_step
+
+        def timestamped(inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> float:
+            loss = original(inputs, targets, lr)
+            self.stamps.append(time.perf_counter())
+            return loss
+
+        trainer._train_step = timestamped  # type: ignore[method-assign]
+
+    def segment(self, steps: int) -> list[float]:
+        self.stamps = []
+        self.trainer.total_steps = self.trainer.step + steps
+        self.trainer.fit()
+        return self.stamps
+
+
+class RealLoop(SegmentedTrainer):
     """`Trainer.fit()` in segments; `_train_step` is wrapped only to timestamp each step's end."""
 
     def __init__(
@@ -148,22 +170,7 @@ class RealLoop:
             ),
         )
         self.events: list[Any] = []
-        self.trainer = Trainer(config, tokenizer, ids, None, out_dir, on_event=self.events.append)
-        self.stamps: list[float] = []
-        original = self.trainer._train_step
-
-        def timestamped(inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> float:
-            loss = original(inputs, targets, lr)
-            self.stamps.append(time.perf_counter())
-            return loss
-
-        self.trainer._train_step = timestamped  # type: ignore[method-assign]
-
-    def segment(self, steps: int) -> list[float]:
-        self.stamps = []
-        self.trainer.total_steps = self.trainer.step + steps
-        self.trainer.fit()
-        return self.stamps
+        super().__init__(Trainer(config, tokenizer, ids, None, out_dir, on_event=self.events.append))
 
 
 def bf16_lstm_runs() -> bool:

@@ -13,7 +13,6 @@ quality check (the two-level one's is its exact cross-entropy, not an approximat
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from benchmarks import Interleaved, result
-from benchmarks.training import Variant
+from benchmarks.training import SegmentedTrainer, Variant
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, split_ids
 from lstmtext.tokenizer import TextTokenizer
@@ -43,7 +42,7 @@ def word_text() -> str:
         return "\n".join(" ".join(line) for line in np.array_split(words, 40_000))
 
 
-class WordLoop:
+class WordLoop(SegmentedTrainer):
     def __init__(
         self, tokenizer: TextTokenizer, ids: np.ndarray, cutoff: int, precision: str, out: Path
     ) -> None:
@@ -72,22 +71,7 @@ class WordLoop:
                 random_state=0,
             ),
         )
-        self.trainer = Trainer(config, tokenizer, ids, None, out)
-        original = self.trainer._train_step
-        self.stamps: list[float] = []
-
-        def timestamped(inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> float:
-            loss = original(inputs, targets, lr)
-            self.stamps.append(time.perf_counter())
-            return loss
-
-        self.trainer._train_step = timestamped  # type: ignore[method-assign]
-
-    def segment(self, steps: int) -> list[float]:
-        self.stamps = []
-        self.trainer.total_steps = self.trainer.step + steps
-        self.trainer.fit()
-        return self.stamps
+        super().__init__(Trainer(config, tokenizer, ids, None, out))
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
