@@ -113,6 +113,25 @@ class BareLoop:
         return stamps
 
 
+def segment_train_config(**options: Any) -> TrainConfig:
+    """TrainConfig for a Trainer timed in segments on the CPU, `options` on top.
+
+    eval_every is the CLI's default, so log events come every 50 steps as they do there.
+    Each segment ends in an evaluation and a checkpoint, as a run's end does (not timed):
+    one validation batch is enough, and a constant rate keeps the plateau schedule from
+    halving one variant's rate and not the other's.
+    """
+    defaults: dict[str, Any] = {
+        "eval_every": 200,
+        "eval_batches": 1,
+        "lr_schedule": "constant",
+        "patience": None,
+        "keep_last": 0,
+        "device": "cpu",
+    }
+    return TrainConfig(**{**defaults, **options})
+
+
 class SegmentedTrainer:
     """A Trainer whose `fit()` runs `steps` more steps per segment, each step's end timestamped."""
 
@@ -151,22 +170,8 @@ class RealLoop(SegmentedTrainer):
                 dropout=DROPOUT,
                 **model_options,
             ),
-            # eval_every as the CLI's default, so log events come every 50 steps as they do there.
-            train=TrainConfig(
-                batch_size=BATCH_SIZE,
-                seq_len=SEQ_LEN,
-                lr=LR,
-                clip=CLIP,
-                eval_every=200,
-                # Each segment ends in an evaluation and a checkpoint, as a run's end does (not
-                # timed): one validation batch is enough, and a constant rate keeps the plateau
-                # schedule from halving one variant's rate and not the other's.
-                eval_batches=1,
-                lr_schedule="constant",
-                patience=None,
-                keep_last=0,
-                device="cpu",
-                precision=precision,
+            train=segment_train_config(
+                batch_size=BATCH_SIZE, seq_len=SEQ_LEN, lr=LR, clip=CLIP, precision=precision
             ),
         )
         self.events: list[Any] = []

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from benchmarks import Interleaved, result
-from benchmarks.training import SegmentedTrainer, Variant
-from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from benchmarks.training import SegmentedTrainer, Variant, segment_train_config
+from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
 from lstmtext.corpus import TokenStream, split_ids
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import Trainer, cpu_has_fast_bf16, evaluate_stream
@@ -58,17 +58,8 @@ class WordLoop(SegmentedTrainer):
                 tie_weights=True,
                 softmax_cutoff=cutoff,
             ),
-            train=TrainConfig(
-                batch_size=BATCH_SIZE,
-                seq_len=SEQ_LEN,
-                eval_every=200,
-                eval_batches=1,
-                lr_schedule="constant",
-                patience=None,
-                keep_last=0,
-                device="cpu",
-                precision=precision,
-                random_state=0,
+            train=segment_train_config(
+                batch_size=BATCH_SIZE, seq_len=SEQ_LEN, precision=precision, random_state=0
             ),
         )
         super().__init__(Trainer(config, tokenizer, ids, None, out))

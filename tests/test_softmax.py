@@ -182,11 +182,15 @@ def test_cli_trains_evaluates_generates_and_reports_a_two_level_model(
     assert metrics["loss"] < 2.5, (metrics, best_val)
     result = cli(["generate", "--model", str(two_level_run), "--length", "12", "--random-state", "1"])
     assert result.exit_code == 0 and result.stdout.strip(), result.stderr
+    result = cli(["generate", "--model", str(two_level_run), "--beam", "3", "--length", "6"])
+    assert result.exit_code == 0 and result.stdout.strip(), result.stderr
     result = cli(["inspect", "-m", str(two_level_run), "--text", "the cat sat on the", "--json"])
     assert result.exit_code == 0, result.stderr
     predictions = json.loads(result.stdout)["predictions"]
     assert predictions and 0 < sum(p["probability"] for p in predictions) <= 1 + 1e-6
     result = cli(["train", str(corpus), "--out", str(tmp_path / "char"), "--softmax-cutoff", "5000"])
+    assert result.exit_code != 0 and "softmax cutoff" in result.stderr
+    result = cli(["train", str(corpus), "--out", str(tmp_path / "neg"), "--softmax-cutoff", "-1"])
     assert result.exit_code != 0 and "softmax cutoff" in result.stderr
     assert "Traceback" not in result.stderr
 

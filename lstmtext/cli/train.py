@@ -364,7 +364,7 @@ def train(
         tie_weights=tie_weights,
         softmax_cutoff=softmax_cutoff,
     )
-    shape.model_config(vocab_size=softmax_cutoff + 1)  # validate sizes before reading any data
+    shape.model_config(vocab_size=max(1, softmax_cutoff + 1))  # validate sizes before reading any data
     train_config = TrainConfig(
         seq_len=seq_len,
         batch_size=batch_size,
