@@ -139,7 +139,7 @@ def prepare(corpora: Path, out: Path, val_imdb: int = VAL_IMDB, seed: int = 0) -
     return counts
 
 
-def evaluate(model: Path, corpora: Path, precision: str) -> list[dict[str, object]]:
+def evaluate(models: list[Path], corpora: Path, precision: str) -> list[dict[str, object]]:
     from lstmtext.classify import evaluate_classifier
 
     sets = [
@@ -153,7 +153,7 @@ def evaluate(model: Path, corpora: Path, precision: str) -> list[dict[str, objec
             print(f"skipped {name}: {path} is absent", file=sys.stderr)
             continue
         started = time.perf_counter()
-        metrics = evaluate_classifier(model, [path], precision=precision)
+        metrics = evaluate_classifier(models, [path], precision=precision)
         seconds = time.perf_counter() - started
         rows.append(
             {
@@ -241,7 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--out", type=Path, default=Path("runs/sentiment-data"))
     prep.add_argument("--val-imdb", type=int, default=VAL_IMDB, help="IMDb training reviews held out")
     ev = commands.add_parser("evaluate", help="SST-2 test, IMDb test and cross-domain accuracy")
-    ev.add_argument("--model", type=Path, default=REPO / "lstmtext" / "pretrained" / "sentiment")
+    ev.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        help="classifier checkpoint (default: the embedded model); repeated: their ensemble",
+    )
     ev.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     cv = commands.add_parser("mr-cv", help="MR k-fold cross-validation of a recipe (options after --)")
     cv.add_argument("--out", type=Path, default=Path("runs/mr-cv"))
@@ -256,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = prepare(args.corpora, args.out, args.val_imdb)
         print(json.dumps(counts), flush=True)
     elif args.command == "evaluate":
-        rows = evaluate(args.model, args.corpora, args.precision)
+        models = args.model or [REPO / "lstmtext" / "pretrained" / "sentiment"]
+        rows = evaluate(models, args.corpora, args.precision)
         print("| set | texts | accuracy | macro-F1 | seconds |\n|---|---:|---:|---:|---:|", file=sys.stderr)
         for row in rows:
             print(

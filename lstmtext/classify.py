@@ -3,6 +3,7 @@
 predictor = Predictor.load("runs/sentiment")
 predictor.predict(["A joy from start to finish.", "Dull."])  # -> [Prediction(label, probability), ...]
 metrics = evaluate_classifier("runs/sentiment", ["../shared/corpora/sst2/test.tsv"])
+ensemble = Ensemble.load(["runs/sentiment", "runs/sentiment-scratch"])  # mean of their probabilities
 
 Texts are tokenised, sorted by length and cut into batches of about `max_batch_tokens`
 padded tokens, so a batch holds texts of similar length (little padding) and a review of
@@ -131,18 +132,67 @@ class Predictor:
         return out
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        probabilities = self.probabilities(texts)
-        predictions = []
-        for row in probabilities:
-            best = int(row.argmax())
-            predictions.append(
-                Prediction(
-                    label=self.labels[best],
-                    probability=float(row[best]),
-                    probabilities={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+        return label_rows(self.probabilities(texts), self.labels)
+
+
+class Ensemble:
+    """Classifiers that vote with the mean of their class probabilities.
+
+    Members may differ in tokenizer, shape and training data (one started from a language
+    model, one from scratch, one trained on long texts only); models that err on different
+    texts make fewer errors together. They must name the same classes, in any order: the
+    ensemble answers in the first member's order.
+    """
+
+    def __init__(self, members: Sequence[Predictor]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one classifier")
+        self.members = list(members)
+        self.labels = list(members[0].labels)
+        self._columns = []  # per member: its column of each of the ensemble's labels
+        for member in self.members:
+            if sorted(member.labels) != sorted(self.labels):
+                raise DataError(
+                    f"the classifiers of an ensemble must name the same classes: "
+                    f"{', '.join(self.labels)} against {', '.join(member.labels)}"
                 )
+            self._columns.append([list(member.labels).index(label) for label in self.labels])
+
+    @classmethod
+    def load(cls, directories: Sequence[Path | str], **options: object) -> Ensemble:
+        return cls([Predictor.load(directory, **options) for directory in directories])
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, classes): the members' probabilities averaged, rows in the order of `texts`."""
+        total = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        for member, columns in zip(self.members, self._columns, strict=True):
+            total += member.probabilities(texts)[:, columns]
+        return (total / len(self.members)).astype(np.float32)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return label_rows(self.probabilities(texts), self.labels)
+
+
+def load_predictor(directories: Sequence[Path | str], **options: object) -> Predictor | Ensemble:
+    """One checkpoint: its Predictor; several: their Ensemble."""
+    if len(directories) == 1:
+        return Predictor.load(directories[0], **options)
+    return Ensemble.load(directories, **options)
+
+
+def label_rows(probabilities: np.ndarray, labels: Sequence[str]) -> list[Prediction]:
+    """Each row's most probable label, its probability and the whole distribution."""
+    predictions = []
+    for row in probabilities:
+        best = int(row.argmax())
+        predictions.append(
+            Prediction(
+                label=labels[best],
+                probability=float(row[best]),
+                probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
             )
-        return predictions
+        )
+    return predictions
 
 
 # ---- metrics
@@ -198,15 +248,19 @@ def classification_metrics(
 
 
 def evaluate_classifier(
-    model_dir: Path | str,
+    model_dir: Path | str | Sequence[Path | str],
     sources: Sequence[str | Path],
     *,
     columns: Columns = DEFAULT_COLUMNS,
     device: str = "auto",
     precision: str = "auto",
 ) -> ClassificationMetrics:
-    """Metrics of a classifier checkpoint on labelled data (any format `read_labelled` reads)."""
-    predictor = Predictor.load(model_dir, device=device, precision=precision)
+    """Metrics of a classifier checkpoint, or of an ensemble of several, on labelled data.
+
+    Labelled data is any format `read_labelled` reads.
+    """
+    directories = [model_dir] if isinstance(model_dir, str | Path) else list(model_dir)
+    predictor = load_predictor(directories, device=device, precision=precision)
     data = read_labelled(sources, columns=columns, known_labels=predictor.labels, min_classes=1)
     index = {label: i for i, label in enumerate(predictor.labels)}
     predicted = predictor.probabilities(data.texts).argmax(axis=1)

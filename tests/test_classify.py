@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.classifier_train import ClassifierOptions, ClassifierTrainer, layer_groups, transfer_core
-from lstmtext.classify import Predictor, classification_metrics, length_buckets, pad_batch
+from lstmtext.classify import Ensemble, Predictor, classification_metrics, length_buckets, pad_batch
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
-from lstmtext.errors import CheckpointError
+from lstmtext.errors import CheckpointError, DataError
 from lstmtext.labelled import LabelledData
 from lstmtext.model import Classifier
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
@@ -130,6 +130,32 @@ def test_tiny_classifier_learns_and_predicts_in_order(classifier: Path) -> None:
     one_by_one = np.concatenate([predictor.probabilities([t]) for t in texts])
     np.testing.assert_allclose(predictor.probabilities(texts), one_by_one, atol=1e-5)
     assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in predictions)
+
+
+def test_an_ensemble_averages_its_members_probabilities_in_its_own_label_order(classifier: Path) -> None:
+    texts = ["the film was great and superb .", "awful and boring plot .", "quite dull ."]
+    first = Predictor.load(classifier, precision="fp32")
+    checkpoint = load_checkpoint(classifier, task="classify")
+    torch.manual_seed(5)
+    other = checkpoint.model
+    with torch.no_grad():  # another head, its classes in the other order
+        other.head.weight.copy_(torch.randn_like(other.head.weight).flip(0))
+        other.head.bias.copy_(torch.randn_like(other.head.bias).flip(0))
+    flipped = replace(checkpoint.config, labels=tuple(reversed(checkpoint.config.labels)))
+    second = Predictor(other, checkpoint.tokenizer, flipped, precision="fp32")
+    assert second.labels != first.labels
+    ensemble = Ensemble([first, second])
+    assert ensemble.labels == list(first.labels)
+    expected = (first.probabilities(texts) + second.probabilities(texts)[:, ::-1]) / 2
+    np.testing.assert_allclose(ensemble.probabilities(texts), expected, atol=1e-6)
+    assert not np.allclose(expected, first.probabilities(texts), atol=1e-3)
+    predictions = ensemble.predict(texts)
+    assert [p.label for p in predictions] == [first.labels[i] for i in expected.argmax(axis=1)]
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in predictions)
+
+    three_way = replace(checkpoint.config, labels=("bad", "good", "neutral"))
+    with pytest.raises(DataError, match="same classes"):
+        Ensemble([first, Predictor(other, checkpoint.tokenizer, three_way, precision="fp32")])
 
 
 def test_transfer_core_copies_the_lm_weights(tiny_lm: Path) -> None:
@@ -303,6 +329,35 @@ def test_evaluate_prints_accuracy_macro_f1_and_confusion(cli, classifier: Path, 
     result = cli(["evaluate", "--model", str(classifier), str(table), *columns])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["count"] == 2
+
+
+def test_classify_and_evaluate_with_an_ensemble(
+    cli, classifier: Path, tiny_lm: Path, labelled: Path, tmp_path: Path
+) -> None:
+    tuned = tmp_path / "tuned"
+    args = ["train", "--task", "classify", str(labelled), "--from", str(classifier), "--out", str(tuned)]
+    assert cli([*args, "--batch-size", "8", "--max-steps", "3", "--lr", "3e-3"]).exit_code == 0
+    both = ["--model", str(classifier), "--model", str(tuned)]
+    result = cli(
+        ["classify", *both, "--precision", "fp32", "--json", "-"], input="the film was wonderful and moving ."
+    )
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    alone = [
+        Predictor.load(m, precision="fp32").probabilities(["the film was wonderful and moving ."])[0]
+        for m in (classifier, tuned)
+    ]
+    assert record["label"] == "positive"
+    assert record["probabilities"]["positive"] == pytest.approx((alone[0][1] + alone[1][1]) / 2, abs=2e-3)
+
+    result = cli(["evaluate", *both, str(labelled), "--json"])
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["count"] == 80 and metrics["accuracy"] >= 0.75
+
+    result = cli(["evaluate", "--model", str(classifier), "--model", str(tiny_lm), str(labelled)])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "ensemble, which is for classifiers" in result.stderr
 
 
 def test_wrong_kind_of_model_or_data_is_one_line(

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lstmtext.classifier_train import ClassifierOptions, ClassifierResult, train_classifier
-from lstmtext.classify import ClassificationMetrics, Predictor
+from lstmtext.classify import ClassificationMetrics, load_predictor
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.errors import TrainingDiverged, TrainingInterrupted
 from lstmtext.labelled import read_documents
@@ -38,8 +38,13 @@ def classify(
         ),
     ],
     model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Classifier checkpoint (default: the embedded sentiment model)."),
+        list[Path] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Classifier checkpoint (default: the embedded sentiment model). Given more than "
+            "once: an ensemble, labelling by the mean of their probabilities.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text on stdout.")] = False,
     lines: Annotated[
@@ -62,9 +67,9 @@ def classify(
 
     if threads:
         torch.set_num_threads(threads)
-    directory = model if model is not None else default_classifier_dir()
-    predictor = Predictor.load(
-        directory, device=device, precision=precision.value, max_batch_tokens=batch_tokens
+    directories = model if model else [default_classifier_dir()]
+    predictor = load_predictor(
+        directories, device=device, precision=precision.value, max_batch_tokens=batch_tokens
     )
     documents = list(read_documents(files, lines=lines))
     predictions = predictor.predict([d.text for d in documents])

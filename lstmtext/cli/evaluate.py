@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lstmtext.checkpoint import read_config
+from lstmtext.errors import ConfigError
 from lstmtext.language_model import evaluate_language_model
 
 
@@ -16,7 +17,15 @@ def evaluate(
     data: Annotated[
         list[str], typer.Argument(help="Held-out text files, a directory, a catalogue name or -.")
     ],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory.")],
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint directory. Classifiers: given more than once, their ensemble "
+            "(the mean of their probabilities).",
+        ),
+    ],
     batch_size: Annotated[int, typer.Option(min=1, help="Parallel streams.")] = 16,
     seq_len: Annotated[int, typer.Option(min=1, help="Tokens per step.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -33,7 +42,14 @@ def evaluate(
     For a classifier, DATA is labelled (TSV, CSV, JSONL or a folder per label): accuracy,
     macro-F1 and the confusion matrix.
     """
-    if read_config(model).model.task == "classify":
+    tasks = [read_config(directory).model.task for directory in model]
+    if len(model) > 1 and "lm" in tasks:
+        language_model = model[tasks.index("lm")]
+        raise ConfigError(
+            f"--model given {len(model)} times makes an ensemble, which is for classifiers; "
+            f"{language_model} holds a language model"
+        )
+    if tasks[0] == "classify":
         from lstmtext.classify import evaluate_classifier
         from lstmtext.cli.classify import render_metrics
         from lstmtext.labelled import Columns
@@ -41,7 +57,7 @@ def evaluate(
         columns = Columns(label=label_column, text=text_column)
         render_metrics(evaluate_classifier(model, data, columns=columns, device=device), as_json)
         return
-    metrics = evaluate_language_model(model, data, batch_size=batch_size, seq_len=seq_len, device=device)
+    metrics = evaluate_language_model(model[0], data, batch_size=batch_size, seq_len=seq_len, device=device)
     if as_json:
         typer.echo(json.dumps(metrics.__dict__))
         return
