@@ -356,7 +356,7 @@ def test_classify_and_evaluate_with_an_ensemble(
     assert metrics["count"] == 80 and metrics["accuracy"] >= 0.75
 
     result = cli(["evaluate", "--model", str(classifier), "--model", str(tiny_lm), str(labelled)])
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1  # a usage error, as ConfigError is
     assert "ensemble, which is for classifiers" in result.stderr
 
 
