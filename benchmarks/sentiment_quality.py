@@ -227,6 +227,32 @@ def mr_cv(
     return summary
 
 
+def mr_cv_ensemble(runs: list[Path], k: int) -> dict[str, object]:
+    """Score the fold classifiers of several finished `mr-cv` runs as one ensemble per fold.
+
+    The runs must have dealt the same folds (the same --seed): each fold's test file is
+    compared before it is scored.
+    """
+    from lstmtext.classify import evaluate_classifier
+
+    accuracies: list[float] = []
+    for fold in range(k):
+        tests = [run / f"fold{fold}" / "test.tsv" for run in runs]
+        if any(t.read_bytes() != tests[0].read_bytes() for t in tests[1:]):
+            raise SystemExit(f"fold {fold}: the runs' test folds differ (dealt with another --seed?)")
+        metrics = evaluate_classifier([run / f"fold{fold}" / "run" for run in runs], [tests[0]])
+        accuracies.append(metrics.accuracy)
+        print(json.dumps({"fold": fold, "accuracy": metrics.accuracy, "count": metrics.count}), flush=True)
+    summary: dict[str, object] = {
+        "runs": [str(run) for run in runs],
+        "mean_accuracy": statistics.fmean(accuracies),
+        "stdev": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
+        "cpu": cpu_model(),
+    }
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     train_args: list[str] = []
@@ -254,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--folds", type=int, default=10)
     cv.add_argument("--only", type=int, action="append", help="run only this fold (repeatable)")
     cv.add_argument("--seed", type=int, default=0)
+    cv_ensemble = commands.add_parser(
+        "mr-cv-ensemble", help="score finished mr-cv runs together, one ensemble per fold"
+    )
+    cv_ensemble.add_argument("runs", type=Path, nargs="+", help="--out folders of mr-cv runs")
+    cv_ensemble.add_argument("--folds", type=int, default=10)
     args = parser.parse_args(argv)
 
     print(f"CPU: {cpu_model()}", file=sys.stderr)
@@ -270,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {row['seconds']:.0f} |",
                 file=sys.stderr,
             )
+    elif args.command == "mr-cv-ensemble":
+        mr_cv_ensemble(args.runs, args.folds)
     else:
         mr_cv(args.corpora, args.out, args.minutes, train_args or MR_RECIPE, args.folds, args.only, args.seed)
     return 0

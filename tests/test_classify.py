@@ -15,7 +15,14 @@ from safetensors.torch import load_file
 
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.classifier_train import ClassifierOptions, ClassifierTrainer, layer_groups, transfer_core
-from lstmtext.classify import Ensemble, Predictor, classification_metrics, length_buckets, pad_batch
+from lstmtext.classify import (
+    Ensemble,
+    Predictor,
+    classification_metrics,
+    evaluate_classifier,
+    length_buckets,
+    pad_batch,
+)
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.errors import CheckpointError, DataError
 from lstmtext.labelled import LabelledData
@@ -358,6 +365,25 @@ def test_classify_and_evaluate_with_an_ensemble(
     result = cli(["evaluate", "--model", str(classifier), "--model", str(tiny_lm), str(labelled)])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1  # a usage error, as ConfigError is
     assert "ensemble, which is for classifiers" in result.stderr
+
+
+def test_mr_cv_ensemble_scores_the_folds_of_finished_runs(
+    classifier: Path, labelled: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from benchmarks.sentiment_quality import mr_cv_ensemble
+
+    runs = [tmp_path / "cv-a", tmp_path / "cv-b"]
+    for run in runs:
+        shutil.copytree(classifier, run / "fold0" / "run")
+        shutil.copy(labelled, run / "fold0" / "test.tsv")
+    summary = mr_cv_ensemble(runs, 1)
+    alone = evaluate_classifier(classifier, [labelled])
+    assert summary["mean_accuracy"] == pytest.approx(alone.accuracy)  # two copies vote as one
+    (runs[1] / "fold0" / "test.tsv").write_text("positive\tgreat .\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="test folds differ"):
+        mr_cv_ensemble(runs, 1)
 
 
 def test_wrong_kind_of_model_or_data_is_one_line(
