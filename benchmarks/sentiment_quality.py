@@ -182,6 +182,15 @@ def folds(rows: Sequence[tuple[str, str]], k: int, seed: int) -> list[int]:
     return fold
 
 
+def fold_accuracy(accuracies: list[float]) -> dict[str, object]:
+    """The cross-validated figure: mean and standard deviation of the folds' accuracies."""
+    return {
+        "mean_accuracy": statistics.fmean(accuracies),
+        "stdev": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
+        "cpu": cpu_model(),
+    }
+
+
 def mr_cv(
     corpora: Path, out: Path, minutes: float, train_args: list[str], k: int, only: list[int] | None, seed: int
 ) -> dict[str, object]:
@@ -217,11 +226,9 @@ def mr_cv(
         print(json.dumps(record), flush=True)
     summary: dict[str, object] = {
         "folds": chosen,
-        "mean_accuracy": statistics.fmean(accuracies),
-        "stdev": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
+        **fold_accuracy(accuracies),
         "minutes_per_fold": per_fold_minutes,
         "train_args": train_args,
-        "cpu": cpu_model(),
     }
     print(json.dumps(summary), flush=True)
     return summary
@@ -243,12 +250,7 @@ def mr_cv_ensemble(runs: list[Path], k: int) -> dict[str, object]:
         metrics = evaluate_classifier([run / f"fold{fold}" / "run" for run in runs], [tests[0]])
         accuracies.append(metrics.accuracy)
         print(json.dumps({"fold": fold, "accuracy": metrics.accuracy, "count": metrics.count}), flush=True)
-    summary: dict[str, object] = {
-        "runs": [str(run) for run in runs],
-        "mean_accuracy": statistics.fmean(accuracies),
-        "stdev": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
-        "cpu": cpu_model(),
-    }
+    summary: dict[str, object] = {"runs": [str(run) for run in runs], **fold_accuracy(accuracies)}
     print(json.dumps(summary), flush=True)
     return summary
 

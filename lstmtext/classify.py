@@ -148,7 +148,7 @@ class Ensemble:
         if not members:
             raise ValueError("an ensemble needs at least one classifier")
         self.members = list(members)
-        self.labels = list(members[0].labels)
+        self.labels = tuple(members[0].labels)
         self._columns = []  # per member: its column of each of the ensemble's labels
         for member in self.members:
             if sorted(member.labels) != sorted(self.labels):

@@ -152,7 +152,7 @@ def test_an_ensemble_averages_its_members_probabilities_in_its_own_label_order(c
     second = Predictor(other, checkpoint.tokenizer, flipped, precision="fp32")
     assert second.labels != first.labels
     ensemble = Ensemble([first, second])
-    assert ensemble.labels == list(first.labels)
+    assert ensemble.labels == first.labels
     expected = (first.probabilities(texts) + second.probabilities(texts)[:, ::-1]) / 2
     np.testing.assert_allclose(ensemble.probabilities(texts), expected, atol=1e-6)
     assert not np.allclose(expected, first.probabilities(texts), atol=1e-3)
