@@ -106,6 +106,8 @@ class TrainConfig:
     lr_decay: float = 0.5  # plateau: factor applied when validation stalls
     warmup_steps: int = 0
     ema: float = 0.0  # decay of the weight average that is evaluated and kept (0: no average)
+    activation_penalty: float = 0.0  # AR: weight of the mean squared top-layer output (AWD-LSTM: 2)
+    temporal_penalty: float = 0.0  # TAR: weight of its mean squared change per step (AWD-LSTM: 1)
     keep_last: int = 2  # step checkpoints kept besides best/ and last/
     random_state: int = 1337
     device: str = "auto"
@@ -140,6 +142,8 @@ class TrainConfig:
         )
         _require(0.0 < self.lr_decay <= 1.0, f"lr decay must be in (0, 1], not {self.lr_decay}")
         _require(0.0 <= self.ema < 1.0, f"ema decay must be in [0, 1), not {self.ema}")
+        _require(self.activation_penalty >= 0, f"AR must be >= 0, not {self.activation_penalty}")
+        _require(self.temporal_penalty >= 0, f"TAR must be >= 0, not {self.temporal_penalty}")
         _require(self.keep_last >= 0, f"keep last must be >= 0, not {self.keep_last}")
         _require(
             self.precision in PRECISIONS,

@@ -10,7 +10,7 @@ from torch import _VF, Tensor, nn
 
 from lstmtext.cell import GateTrace, layer_weights, run_layer, run_lstm
 from lstmtext.config import ModelConfig
-from lstmtext.regularisation import drop_weights, element_dropout, locked_dropout
+from lstmtext.regularisation import ActivationPenalty, drop_weights, element_dropout, locked_dropout
 from lstmtext.softmax import TwoLevelSoftmax
 
 State = tuple[Tensor, Tensor]
@@ -63,6 +63,11 @@ class LSTMCore(nn.Module):
         return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        outputs, _, state = self.run(ids, state)
+        return outputs, state
+
+    def run(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, Tensor, State]:
+        """(top outputs after dropout, the same before it, state): AR/TAR need both."""
         if state is None:
             state = self.initial_state(ids.shape[0], ids.device)
         if self.training and (self.config.locked_dropout or self.config.weight_drop > 0):
@@ -74,9 +79,9 @@ class LSTMCore(nn.Module):
             outputs, state, _ = run_lstm(
                 self.lstm, embedded, state, dropout=self.lstm.dropout, training=self.training
             )
-        return self.output_dropout(outputs), state
+        return self.output_dropout(outputs), outputs, state
 
-    def forward_regularised(self, embedded: Tensor, state: State) -> tuple[Tensor, State]:
+    def forward_regularised(self, embedded: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
         """Training with locked dropout and/or weight drop (lstmtext.regularisation).
 
         Layer by layer, so that a locked mask can sit between layers and each layer can run
@@ -99,7 +104,7 @@ class LSTMCore(nn.Module):
             final_hidden.append(hidden)
             final_cell.append(cell)
             layer_input = dropout(outputs, config.dropout, True)  # between layers, and on the top output
-        return layer_input, (torch.stack(final_hidden), torch.stack(final_cell))
+        return layer_input, outputs, (torch.stack(final_hidden), torch.stack(final_cell))
 
     @torch.no_grad()
     def trace(self, ids: Tensor, state: State | None = None) -> tuple[list[GateTrace], State]:
@@ -147,17 +152,26 @@ class LanguageModel(nn.Module):
         )
 
     def forward(
-        self, ids: Tensor, state: State | None = None, targets: Tensor | None = None
-    ) -> tuple[Tensor, State]:
-        """logits (B, T, V); with `targets` (B, T), the fp32 -log P of each target (B, T) instead.
+        self,
+        ids: Tensor,
+        state: State | None = None,
+        targets: Tensor | None = None,
+        penalty: ActivationPenalty | None = None,
+    ) -> tuple[Tensor, ...]:
+        """logits (B, T, V) and state; with `targets` (B, T), the fp32 -log P of each target
+        (B, T) instead of logits; with `penalty` as well, (nll, state, AR/TAR penalty scalar).
 
         Training and evaluation pass targets: the two-level softmax then skips most of the
-        vocabulary. The call goes through forward() so that DistributedDataParallel sees it.
+        vocabulary. Every call goes through forward(), the penalised one too, so that
+        DistributedDataParallel prepares its gradient reduction for each step.
         """
-        outputs, state = self.core(ids, state)
-        if targets is not None:
-            return self.negative_log_likelihood(outputs, targets), state
-        return self.output_logits(outputs), state
+        outputs, raw, state = self.core.run(ids, state)
+        if targets is None:
+            return self.output_logits(outputs), state
+        nll = self.negative_log_likelihood(outputs, targets)
+        if penalty is None:
+            return nll, state
+        return nll, state, penalty(raw, outputs)
 
     def output_logits(self, outputs: Tensor) -> Tensor:
         """Core outputs (..., H) -> logits (..., V) (log-probabilities under the two-level softmax)."""

@@ -13,6 +13,8 @@ Both act only in training; in evaluation the core is the plain LSTM.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -44,3 +46,30 @@ def element_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     if x.device.type != "cpu":
         return nn.functional.dropout(x, p, training=True)
     return x * random_keep(tuple(x.shape), p, x)
+
+
+@dataclass(frozen=True)
+class ActivationPenalty:
+    """AR and TAR (Merity et al. 2017, section 4.6) on the top layer's outputs h_t.
+
+    AR, `activation` * mean(m * h_t)^2 over the dropped outputs m * h_t, keeps the
+    activations small; TAR, `temporal` * mean(h_t - h_{t-1})^2 over the outputs before
+    dropout, keeps them from jumping between time steps. Training loss only: the reported
+    losses stay the plain cross-entropy. AWD-LSTM's word-level values: 2 and 1.
+    """
+
+    activation: float = 0.0
+    temporal: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.activation > 0 or self.temporal > 0
+
+    def __call__(self, raw: Tensor, dropped: Tensor) -> Tensor:
+        """raw and dropped (B, T, H): the top layer's outputs before and after dropout."""
+        total = raw.new_zeros((), dtype=torch.float32)
+        if self.activation > 0:
+            total = total + self.activation * dropped.float().pow(2).mean()
+        if self.temporal > 0 and raw.shape[1] > 1:
+            total = total + self.temporal * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
+        return total

@@ -29,6 +29,7 @@ from lstmtext.corpus import TokenStream, fit_batch_shape, release_pages
 from lstmtext.distributed import Distributed, local_batch_size, row_block
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel, State
+from lstmtext.regularisation import ActivationPenalty
 from lstmtext.tokenizer import TextTokenizer
 
 # Batches between dropping the pages of a memory-mapped corpus from RSS: each batch maps about
@@ -281,6 +282,7 @@ class Trainer:
             torch.manual_seed(config.random_state + self.dist.rank)  # each rank its own dropout masks
         self.optimizer = make_optimizer(self.model, config)
         self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
+        self.penalty = ActivationPenalty(config.activation_penalty, config.temporal_penalty)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.local_batch = config.batch_size // world
         train_stream = shard_stream(train_ids, config.batch_size, config.seq_len, self.dist.rank, world)
@@ -478,10 +480,15 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast_context(self.precision, self.device):
-            nll, state = self.network(inputs, self.state, targets)
-            loss = nll.mean()
+            if self.penalty.active:
+                nll, state, penalty = self.network(inputs, self.state, targets, self.penalty)
+                loss = nll.mean()
+                objective = loss + penalty
+            else:
+                nll, state = self.network(inputs, self.state, targets)
+                objective = loss = nll.mean()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(objective).backward()
         grad_norm = None
         if self.config.clip > 0:
             self.scaler.unscale_(self.optimizer)

@@ -108,3 +108,15 @@ def test_train_with_awd_regularisers(cli, tiny_corpus: Path, tmp_path: Path) -> 
     assert cli(["generate", "--model", str(run), "--length", "20", "--random-state", "1"]).exit_code == 0
     result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "r"), "--weight-drop", "1"])
     assert result.exit_code != 0 and "weight drop" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_with_ar_and_tar(cli, tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = cli(["train", str(tiny_corpus), "--out", str(run), "--ar", "2", "--tar", "1", *TINY_TRAIN_ARGS])
+    assert result.exit_code == 0, result.stderr
+    train = json.loads((run / "config.json").read_text())["train"]
+    assert train["activation_penalty"] == 2.0 and train["temporal_penalty"] == 1.0
+    result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "r"), "--tar", "-1"])
+    assert result.exit_code != 0 and "TAR" in result.stderr and "Traceback" not in result.stderr
+    result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "c"), "--task", "classify", "--ar", "2"])
+    assert result.exit_code != 0 and "language-model" in result.stderr and "Traceback" not in result.stderr

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstmtext.config import ModelConfig
+from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.errors import ConfigError
 from lstmtext.model import Classifier, LanguageModel
-from lstmtext.regularisation import drop_weights, locked_dropout
+from lstmtext.regularisation import ActivationPenalty, drop_weights, locked_dropout
 
 TOLERANCE = 1e-5
 
@@ -99,3 +99,39 @@ def test_classifier_trains_under_the_regularisers() -> None:
 def test_weight_drop_out_of_range_is_refused() -> None:
     with pytest.raises(ConfigError, match="weight drop"):
         ModelConfig(vocab_size=10, weight_drop=1.0)
+
+
+def test_activation_penalty_is_ar_on_the_dropped_and_tar_on_the_raw_outputs() -> None:
+    torch.manual_seed(0)
+    raw = torch.randn(3, 5, 4)
+    dropped = raw * (torch.rand(3, 5, 4) > 0.5) * 2
+    ar = ActivationPenalty(activation=2.0)(raw, dropped)
+    tar = ActivationPenalty(temporal=1.0)(raw, dropped)
+    assert ar.item() == pytest.approx(2.0 * dropped.pow(2).mean().item(), rel=1e-6)
+    assert tar.item() == pytest.approx((raw[:, 1:] - raw[:, :-1]).pow(2).mean().item(), rel=1e-6)
+    assert ActivationPenalty(2.0, 1.0)(raw, dropped).item() == pytest.approx(ar.item() + tar.item(), rel=1e-6)
+    assert not ActivationPenalty().active and ActivationPenalty(0.0, 1.0).active
+    assert ActivationPenalty(0.0, 1.0)(raw[:, :1], dropped[:, :1]).item() == 0.0  # no step to weigh
+
+
+@pytest.mark.parametrize("locked", [False, True])
+def test_penalised_forward_returns_the_plain_nll_and_a_penalty_with_gradients(locked: bool) -> None:
+    model = regularised_model(locked_dropout=locked, dropout=0.0, embedding_dropout=0.0)
+    model.train()
+    ids, targets = torch.randint(0, 17, (2, 6)), torch.randint(0, 17, (2, 6))
+    nll, _ = model(ids, None, targets)
+    penalised_nll, _, penalty = model(ids, None, targets, ActivationPenalty(2.0, 1.0))
+    assert torch.equal(nll, penalised_nll)  # without dropout both calls see the same network
+    outputs, _ = model.core(ids)
+    expected = 2.0 * outputs.pow(2).mean() + (outputs[:, 1:] - outputs[:, :-1]).pow(2).mean()
+    assert penalty.item() == pytest.approx(expected.item(), rel=1e-5)
+    penalty.backward()
+    assert model.core.lstm.weight_hh_l2.grad.abs().sum() > 0  # it reaches the recurrence
+    assert model.head.bias.grad is None  # and nothing past the core
+
+
+def test_negative_ar_or_tar_is_refused() -> None:
+    with pytest.raises(ConfigError, match="TAR"):
+        TrainConfig(temporal_penalty=-1.0)
+    with pytest.raises(ConfigError, match="AR"):
+        TrainConfig(activation_penalty=-0.5)

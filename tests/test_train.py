@@ -208,3 +208,24 @@ def test_a_time_bound_run_lowers_its_rate_as_the_clock_runs(tmp_path: Path) -> N
     rates = [record["lr"] for record in result.history if record["kind"] == "log"]
     assert len(rates) >= 3
     assert rates == sorted(rates, reverse=True) and rates[-1] < 0.8 * rates[0] <= 1e-2
+
+
+def test_ar_and_tar_shape_the_updates_but_not_the_reported_loss(tmp_path: Path) -> None:
+    from lstmtext.config import RunConfig
+    from lstmtext.tokenizer import TextTokenizer
+
+    tokenizer = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char"))
+    ids = tokenizer.encode_array(TINY_TEXT)
+
+    def one_step(**penalties) -> tuple[float, torch.Tensor]:
+        config = small_config(max_steps=1, **penalties)
+        run_config = RunConfig(TokenizerConfig("char"), SHAPE.model_config(tokenizer.vocab_size), config)
+        trainer = Trainer(run_config, tokenizer, ids, None, tmp_path / "unused")
+        inputs, targets = next(trainer._batches())
+        loss = trainer._train_step(inputs, targets, 1e-2)
+        return loss, trainer.model.core.lstm.weight_hh_l1.detach().clone()
+
+    plain_loss, plain_weights = one_step()
+    penalised_loss, penalised_weights = one_step(activation_penalty=2.0, temporal_penalty=1.0)
+    assert penalised_loss == pytest.approx(plain_loss, abs=1e-6)  # the cross-entropy, same seed, same masks
+    assert not torch.equal(plain_weights, penalised_weights)

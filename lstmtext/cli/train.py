@@ -204,6 +204,22 @@ def train(
             rich_help_panel=OPTIM,
         ),
     ] = 0.0,
+    ar: Annotated[
+        float,
+        typer.Option(
+            "--ar",
+            help="Activation regularisation: weight of the mean squared top-layer output (AWD-LSTM: 2).",
+            rich_help_panel=OPTIM,
+        ),
+    ] = 0.0,
+    tar: Annotated[
+        float,
+        typer.Option(
+            "--tar",
+            help="Temporal activation regularisation: weight of its mean squared change (AWD-LSTM: 1).",
+            rich_help_panel=OPTIM,
+        ),
+    ] = 0.0,
     epochs: Annotated[
         float | None,
         typer.Option(
@@ -382,12 +398,18 @@ def train(
         lr_schedule=schedule.value,
         warmup_steps=warmup,
         ema=ema,
+        activation_penalty=ar,
+        temporal_penalty=tar,
         keep_last=keep_last,
         random_state=random_state,
         device=device,
         precision=precision.value,
         threads=threads,
     )
+    if task is Task.classify and (ar > 0 or tar > 0):
+        raise typer.BadParameter(
+            "AR and TAR regularise language-model training only", param_hint="--ar/--tar"
+        )
     if start_from is not None and task is not Task.classify:
         # a language model starts from scratch or resumes; silently ignoring --from would train from scratch
         raise typer.BadParameter(
