@@ -116,6 +116,8 @@ def test_train_with_ar_and_tar(cli, tiny_corpus: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     train = json.loads((run / "config.json").read_text())["train"]
     assert train["activation_penalty"] == 2.0 and train["temporal_penalty"] == 1.0
+    summary = json.loads(cli(["info", str(run), "--json"]).stdout)
+    assert summary["activation_penalty"] == 2.0 and summary["temporal_penalty"] == 1.0
     result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "r"), "--tar", "-1"])
     assert result.exit_code != 0 and "TAR" in result.stderr and "Traceback" not in result.stderr
     result = cli(["train", str(tiny_corpus), "--out", str(tmp_path / "c"), "--task", "classify", "--ar", "2"])

@@ -39,6 +39,8 @@ def info(
         "softmax_cutoff": config.model.softmax_cutoff or None,  # None: full softmax
         "labels": list(config.labels),
         "weight_average_decay": config.train.ema or None,  # the kept weights are an average (--ema)
+        "activation_penalty": config.train.activation_penalty or None,  # AR (--ar)
+        "temporal_penalty": config.train.temporal_penalty or None,  # TAR (--tar)
         "format_version": config.format_version,
     }
     averaged = _read_record(model / AVERAGED)
