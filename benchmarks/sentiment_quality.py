@@ -245,7 +245,8 @@ def mr_cv_ensemble(runs: list[Path], k: int) -> dict[str, object]:
     accuracies: list[float] = []
     for fold in range(k):
         tests = [run / f"fold{fold}" / "test.tsv" for run in runs]
-        if any(t.read_bytes() != tests[0].read_bytes() for t in tests[1:]):
+        first = tests[0].read_bytes()
+        if any(t.read_bytes() != first for t in tests[1:]):
             raise SystemExit(f"fold {fold}: the runs' test folds differ (dealt with another --seed?)")
         metrics = evaluate_classifier([run / f"fold{fold}" / "run" for run in runs], [tests[0]])
         accuracies.append(metrics.accuracy)

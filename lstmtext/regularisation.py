@@ -7,8 +7,10 @@
 - Weight drop (DropConnect on the hidden-to-hidden matrices U): the recurrence itself is
   regularised, which dropout on the activations between layers never touches. One mask per
   forward pass, shared by the batch, so the fused kernels still run on a plain matrix.
+- AR and TAR (ActivationPenalty): penalties on the top layer's outputs, added to the
+  training objective of a language model.
 
-Both act only in training; in evaluation the core is the plain LSTM.
+All act only in training; in evaluation the core is the plain LSTM.
 """
 
 from __future__ import annotations

@@ -138,6 +138,10 @@ CONFIG = TrainConfig(
     random_state=5,
     threads=1,
     keep_last=4,
+    # AR and TAR on: the penalised forward must reach DDP's reducer too (the torchrun tests
+    # train without them). Dropout is off, so the penalty is the same in both layouts.
+    activation_penalty=2.0,
+    temporal_penalty=1.0,
 )
 
 
