@@ -27,6 +27,7 @@ from lstmtext.bigcorpus import (
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, read_text, split_ids
 from lstmtext.distributed import Distributed, process_group
+from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_nll
 from lstmtext.errors import CheckpointError, CorpusError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
@@ -161,8 +162,13 @@ def evaluate_language_model(
     device: str = "auto",
     encoding: str = "utf-8",
     errors: str = "strict",
+    dynamic: DynamicEvaluation | None = None,
 ) -> LanguageModelMetrics:
-    """Loss of a trained language model on held-out text, with state carried through each row."""
+    """Loss of a trained language model on held-out text, with state carried through each row.
+
+    With `dynamic`, the model adapts to the text as it reads it (lstmtext.dynamic_eval);
+    each of `batch_size` rows is then read in segments of `seq_len` tokens.
+    """
     torch_device = select_device(device)
     checkpoint = ckpt.load_checkpoint(model_dir, task="lm", device=str(torch_device))
     text = read_text(sources, encoding=encoding, errors=errors)
@@ -173,7 +179,11 @@ def evaluate_language_model(
     stream = TokenStream(ids, batch_size, seq_len)
     model = checkpoint.model
     assert isinstance(model, LanguageModel)
-    loss, predicted = evaluate_stream(model, stream, torch_device)
+    if dynamic is None:
+        loss, predicted = evaluate_stream(model, stream, torch_device)
+    else:
+        nll = dynamic_nll(model, stream, torch_device, dynamic)
+        loss, predicted = float(nll.double().mean()), nll.numel()
     num_bytes = len(text.encode("utf-8"))
     # Each predicted token covers, on average, num_bytes / len(ids) bytes of the text.
     bits_per_token = loss / math.log(2)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lstmtext.checkpoint import read_config
+from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import evaluate_language_model
 
@@ -26,8 +27,12 @@ def evaluate(
             "(the mean of their probabilities).",
         ),
     ],
-    batch_size: Annotated[int, typer.Option(min=1, help="Parallel streams.")] = 16,
-    seq_len: Annotated[int, typer.Option(min=1, help="Tokens per step.")] = 256,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Parallel streams (default 16; 1 with --dynamic-lr).")
+    ] = None,
+    seq_len: Annotated[
+        int | None, typer.Option(min=1, help="Tokens per step (default 256; 20 with --dynamic-lr).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     label_column: Annotated[
@@ -36,8 +41,27 @@ def evaluate(
     text_column: Annotated[
         str, typer.Option(help="Classifier: text column (CSV/TSV header) or JSON key.")
     ] = "text",
+    dynamic_lr: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Dynamic evaluation: after scoring each segment, one SGD step of this rate on it, "
+            "so the model adapts to the text as it reads it (0: off).",
+        ),
+    ] = 0.0,
+    dynamic_decay: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.999,
+            help="Dynamic evaluation: per step, the fraction of the way back to the trained weights.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Loss, perplexity, bits per token and bits per UTF-8 byte of a language model on DATA.
+
+    With --dynamic-lr, dynamic evaluation: each segment is scored first, then learnt from,
+    so the model adapts to the text it reads; the trained weights on disk are not changed.
 
     For a classifier, DATA is labelled (TSV, CSV, JSONL or a folder per label): accuracy,
     macro-F1 and the confusion matrix.
@@ -50,6 +74,8 @@ def evaluate(
             f"{language_model} holds a language model"
         )
     if tasks[0] == "classify":
+        if dynamic_lr:
+            raise ConfigError("--dynamic-lr adapts a language model; this is a classifier")
         from lstmtext.classify import evaluate_classifier
         from lstmtext.cli.classify import render_metrics
         from lstmtext.labelled import Columns
@@ -57,7 +83,17 @@ def evaluate(
         columns = Columns(label=label_column, text=text_column)
         render_metrics(evaluate_classifier(model, data, columns=columns, device=device), as_json)
         return
-    metrics = evaluate_language_model(model[0], data, batch_size=batch_size, seq_len=seq_len, device=device)
+    dynamic = DynamicEvaluation(dynamic_lr, dynamic_decay) if dynamic_lr else None
+    if dynamic is None and dynamic_decay:
+        raise ConfigError("--dynamic-decay needs --dynamic-lr")
+    metrics = evaluate_language_model(
+        model[0],
+        data,
+        batch_size=batch_size or (DEFAULT_BATCH_SIZE if dynamic else 16),
+        seq_len=seq_len or (DEFAULT_SEQ_LEN if dynamic else 256),
+        device=device,
+        dynamic=dynamic,
+    )
     if as_json:
         typer.echo(json.dumps(metrics.__dict__))
         return
