@@ -1,0 +1,116 @@
+"""Dynamic evaluation of a trained language model: pick the rate and decay on validation text, then score.
+
+    python -m benchmarks.dynamic_eval --model runs/ptb --valid ptb/valid.txt --test ptb/test.txt \
+        [--tune-tokens 20000] [--rates 0.01,0.03,0.1] [--decays 0,0.01] [--seq-len 20]
+
+Every (rate, decay) pair scores the first --tune-tokens tokens of the validation text; the
+best pair then scores the whole validation and test texts, beside the static (plain
+`lstmtext evaluate`, one stream) loss of each. One JSON line per measurement on stdout, a
+Markdown table on stderr. The test text is read once, with the pair the validation picked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lstmtext.checkpoint import load_checkpoint
+from lstmtext.corpus import TokenStream, read_text
+from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_nll
+from lstmtext.model import LanguageModel
+from lstmtext.train import evaluate_stream
+
+
+def floats(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part]
+
+
+def score(
+    model: LanguageModel, ids: np.ndarray, seq_len: int, dynamic: DynamicEvaluation | None
+) -> tuple[float, float]:
+    """(loss in nats per token, seconds), one stream."""
+    stream = TokenStream(ids, 1, seq_len)
+    device = torch.device("cpu")
+    start = time.perf_counter()
+    if dynamic is None:
+        loss, _ = evaluate_stream(model, stream, device)
+    else:
+        loss = float(dynamic_nll(model, stream, device, dynamic).double().mean())
+    return loss, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--valid", required=True)
+    parser.add_argument("--test")
+    parser.add_argument("--tune-tokens", type=int, default=20_000)
+    parser.add_argument("--rates", type=floats, default=[0.003, 0.01, 0.03, 0.1])
+    parser.add_argument("--decays", type=floats, default=[0.0, 0.01])
+    parser.add_argument("--seq-len", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    checkpoint = load_checkpoint(args.model, task="lm", device="cpu")
+    model = checkpoint.model
+    assert isinstance(model, LanguageModel)
+    encode = checkpoint.tokenizer.encode_array
+    valid = encode(read_text([args.valid]))
+    tune = valid[: args.tune_tokens + 1]
+    rows: list[dict[str, object]] = []
+
+    def report(name: str, text: str, dynamic: DynamicEvaluation | None, ids: np.ndarray) -> float:
+        loss, seconds = score(model, ids, args.seq_len, dynamic)
+        row = {
+            "name": name,
+            "text": text,
+            "tokens": len(ids) - 1,
+            "rate": dynamic.learning_rate if dynamic else 0.0,
+            "decay": dynamic.decay if dynamic else 0.0,
+            "loss": loss,
+            "perplexity": math.exp(loss),
+            "seconds": round(seconds, 1),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        return loss
+
+    report("static", "tune", None, tune)
+    best: tuple[float, DynamicEvaluation] | None = None
+    for rate in args.rates:
+        for decay in args.decays:
+            dynamic = DynamicEvaluation(rate, decay)
+            loss = report("dynamic", "tune", dynamic, tune)
+            if math.isfinite(loss) and (best is None or loss < best[0]):
+                best = (loss, dynamic)
+    assert best is not None
+    chosen = best[1]
+    for text, path in [("valid", args.valid), ("test", args.test)]:
+        if path is None:
+            continue
+        ids = valid if text == "valid" else encode(read_text([path]))
+        report("static", text, None, ids)
+        report("dynamic", text, chosen, ids)
+
+    lines = [
+        "| text | tokens | rate | decay | loss | perplexity | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['text']} ({row['name']}) | {row['tokens']:,} | {row['rate']:g} | {row['decay']:g} "
+            f"| {row['loss']:.4f} | {row['perplexity']:.2f} | {row['seconds']} |"
+        )
+    print("\n".join(lines), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
