@@ -4,9 +4,10 @@
         [--tune-tokens 20000] [--rates 0.01,0.03,0.1] [--decays 0,0.01] [--seq-len 20]
 
 Every (rate, decay) pair scores the first --tune-tokens tokens of the validation text; the
-best pair then scores the whole validation and test texts, beside the static (plain
-`lstmtext evaluate`, one stream) loss of each. One JSON line per measurement on stdout, a
-Markdown table on stderr. The test text is read once, with the pair the validation picked.
+best pair then scores the test text (without --test: the validation text past the tuned
+part; with --full-valid, the whole validation text too), beside the static loss (plain
+`lstmtext evaluate`, one stream). One JSON line per measurement on stdout, a Markdown table
+on stderr. The test text is read once, with the pair the validation picked.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", type=floats, default=[0.003, 0.01, 0.03, 0.1])
     parser.add_argument("--decays", type=floats, default=[0.0, 0.01])
     parser.add_argument("--seq-len", type=int, default=20)
+    parser.add_argument("--full-valid", action="store_true", help="also score the whole validation text")
     args = parser.parse_args(argv)
 
     checkpoint = load_checkpoint(args.model, task="lm", device="cpu")
@@ -93,10 +95,13 @@ def main(argv: list[str] | None = None) -> None:
                 best = (loss, dynamic)
     assert best is not None
     chosen = best[1]
-    for text, path in [("valid", args.valid), ("test", args.test)]:
-        if path is None:
-            continue
-        ids = valid if text == "valid" else encode(read_text([path]))
+    if args.test is not None:
+        scored = {"test": encode(read_text([args.test]))}
+    else:  # no test text: the validation text past the part the pair was picked on
+        scored = {"valid after the tuned part": valid[args.tune_tokens :]}
+    if args.full_valid:
+        scored["valid"] = valid
+    for text, ids in scored.items():
         report("static", text, None, ids)
         report("dynamic", text, chosen, ids)
 

@@ -9,7 +9,7 @@ import torch
 from lstmtext.config import ModelConfig, TrainConfig
 from lstmtext.errors import ConfigError
 from lstmtext.model import Classifier, LanguageModel
-from lstmtext.regularisation import ActivationPenalty, drop_weights, locked_dropout
+from lstmtext.regularisation import ActivationPenalty, drop_weights, locked_dropout, random_keep
 
 TOLERANCE = 1e-5
 
@@ -32,6 +32,39 @@ def test_locked_dropout_mask_is_the_same_at_every_time_step() -> None:
     assert locked_dropout(y, 0.4, training=False) is y
 
 
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.45, 0.9])
+def test_random_keep_drops_a_fraction_p_and_keeps_the_mean(p: float) -> None:
+    torch.manual_seed(0)
+    mask = random_keep((300, 7, 501), p, torch.zeros(1, dtype=torch.bfloat16))
+    assert mask.shape == (300, 7, 501) and mask.dtype == torch.bfloat16
+    dropped = (mask == 0).float().mean().item()
+    assert abs(dropped - p) < 0.005
+    zero, scale = mask.unique().tolist()
+    assert zero == 0.0 and scale == pytest.approx(1 / (1 - p), rel=1e-2)
+    assert abs(mask.float().mean().item() - 1.0) < 0.01
+    # Every position is drawn on its own: neighbours (which share a 64-bit word) agree only by chance.
+    flat = (mask.flatten() == 0).float()
+    agreement = (flat[0::4] == flat[1::4]).float().mean().item()
+    assert abs(agreement - (p * p + (1 - p) * (1 - p))) < 0.01
+
+
+def test_dropout_between_layers_acts_in_training_on_cpu() -> None:
+    """On CPU the layers run one call each in training, the dropout between them done by
+    random_keep: with no embedding dropout, the top layer's raw outputs differ from
+    evaluation's only through it."""
+    model = regularised_model(num_layers=2, dropout=0.5, embedding_dropout=0.0)
+    ids = torch.randint(0, 17, (4, 6))
+    model.eval()
+    _, evaluated, _ = model.core.run(ids)
+    model.train()
+    _, trained, _ = model.core.run(ids)
+    assert (trained - evaluated).abs().max() > 1e-3
+    one_layer = regularised_model(num_layers=1, dropout=0.5, embedding_dropout=0.0)
+    _, evaluated, _ = one_layer.eval().core.run(ids)
+    _, trained, _ = one_layer.train().core.run(ids)
+    torch.testing.assert_close(trained, evaluated)  # nothing between layers to drop
+
+
 def test_weight_drop_zeroes_entries_of_the_matrix_only_in_training() -> None:
     torch.manual_seed(0)
     weight = torch.ones(400, 100, requires_grad=True)
@@ -42,7 +75,7 @@ def test_weight_drop_zeroes_entries_of_the_matrix_only_in_training() -> None:
     assert drop_weights(weight, 0.5, training=False) is weight
 
 
-@pytest.mark.parametrize("locked,weight_drop", [(True, 0.0), (False, 0.5), (True, 0.5)])
+@pytest.mark.parametrize("locked,weight_drop", [(False, 0.0), (True, 0.0), (False, 0.5), (True, 0.5)])
 def test_fused_and_cell_agree_in_training_under_the_regularisers(locked: bool, weight_drop: float) -> None:
     model = regularised_model(locked_dropout=locked, weight_drop=weight_drop, embedding_dropout=0.2)
     model.train()
