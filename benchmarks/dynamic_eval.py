@@ -24,7 +24,7 @@ import torch
 
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.corpus import TokenStream, read_text
-from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_nll
+from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_loss
 from lstmtext.model import LanguageModel
 from lstmtext.train import evaluate_stream
 
@@ -43,7 +43,7 @@ def score(
     if dynamic is None:
         loss, _ = evaluate_stream(model, stream, device)
     else:
-        loss = float(dynamic_nll(model, stream, device, dynamic).double().mean())
+        loss, _ = dynamic_loss(model, stream, device, dynamic)
     return loss, time.perf_counter() - start
 
 

@@ -26,7 +26,7 @@ from lstmtext.errors import ConfigError
 from lstmtext.model import LanguageModel
 
 # The segment length and number of streams when the caller names none: short segments adapt
-# often (Krause et al. used 20 tokens on Penn Treebank), one stream reads the text in order.
+# often, and one stream reads the text in order.
 DEFAULT_SEQ_LEN = 20
 DEFAULT_BATCH_SIZE = 1
 
@@ -76,3 +76,12 @@ def dynamic_nll(
                 parameter.copy_(start)
         model.train(was_training)
     return torch.cat(scores, dim=1)
+
+
+def dynamic_loss(
+    model: LanguageModel, stream: TokenStream, device: torch.device, config: DynamicEvaluation
+) -> tuple[float, int]:
+    """Mean -log P (nats per token) under dynamic evaluation, and the number of tokens scored:
+    what train.evaluate_stream returns for the static model."""
+    nll = dynamic_nll(model, stream, device, config)
+    return float(nll.double().mean()), nll.numel()

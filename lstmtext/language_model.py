@@ -27,7 +27,7 @@ from lstmtext.bigcorpus import (
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, read_text, split_ids
 from lstmtext.distributed import Distributed, process_group
-from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_nll
+from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
 from lstmtext.errors import CheckpointError, CorpusError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
@@ -157,18 +157,23 @@ def evaluate_language_model(
     model_dir: Path | str,
     sources: Sequence[str],
     *,
-    batch_size: int = 16,
-    seq_len: int = 256,
+    batch_size: int | None = None,
+    seq_len: int | None = None,
     device: str = "auto",
     encoding: str = "utf-8",
     errors: str = "strict",
     dynamic: DynamicEvaluation | None = None,
 ) -> LanguageModelMetrics:
-    """Loss of a trained language model on held-out text, with state carried through each row.
+    """Loss of a trained language model on held-out text, with state carried through each row
+    (`batch_size` rows, 16 by default, read `seq_len` tokens at a time, 256 by default).
 
-    With `dynamic`, the model adapts to the text as it reads it (lstmtext.dynamic_eval);
-    each of `batch_size` rows is then read in segments of `seq_len` tokens.
+    With `dynamic`, the model adapts to the text as it reads it (lstmtext.dynamic_eval); the
+    defaults are then one row and segments of 20 tokens.
     """
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE if dynamic else 16
+    if seq_len is None:
+        seq_len = DEFAULT_SEQ_LEN if dynamic else 256
     torch_device = select_device(device)
     checkpoint = ckpt.load_checkpoint(model_dir, task="lm", device=str(torch_device))
     text = read_text(sources, encoding=encoding, errors=errors)
@@ -182,8 +187,7 @@ def evaluate_language_model(
     if dynamic is None:
         loss, predicted = evaluate_stream(model, stream, torch_device)
     else:
-        nll = dynamic_nll(model, stream, torch_device, dynamic)
-        loss, predicted = float(nll.double().mean()), nll.numel()
+        loss, predicted = dynamic_loss(model, stream, torch_device, dynamic)
     num_bytes = len(text.encode("utf-8"))
     # Each predicted token covers, on average, num_bytes / len(ids) bytes of the text.
     bits_per_token = loss / math.log(2)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lstmtext.checkpoint import read_config
-from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation
+from lstmtext.dynamic_eval import DynamicEvaluation
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import evaluate_language_model
 
@@ -89,8 +89,8 @@ def evaluate(
     metrics = evaluate_language_model(
         model[0],
         data,
-        batch_size=batch_size or (DEFAULT_BATCH_SIZE if dynamic else 16),
-        seq_len=seq_len or (DEFAULT_SEQ_LEN if dynamic else 256),
+        batch_size=batch_size,
+        seq_len=seq_len,
         device=device,
         dynamic=dynamic,
     )
