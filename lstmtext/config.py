@@ -90,6 +90,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     seq_len: int = 100
+    vary_seq_len: bool = False  # AWD-LSTM's variable BPTT: each window's length drawn around seq_len
     batch_size: int = 64
     lr: float = 2e-3
     optimizer: str = "adam"

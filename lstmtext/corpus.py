@@ -179,14 +179,24 @@ class TokenStream:
 
     def __len__(self) -> int:
         # Every position but the last of a row is an input: L - 1 of them, in windows of T.
-        return -(-(self.rows.shape[1] - 1) // self.seq_len)
+        return -(-self.inputs_per_row // self.seq_len)
+
+    @property
+    def inputs_per_row(self) -> int:
+        """Positions of a row that are inputs (all but the last): windows tile [0, this)."""
+        return self.rows.shape[1] - 1
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y), each int64 (B, T); only this window is copied out of the stream."""
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
-        start = index * self.seq_len
-        end = min(start + self.seq_len, self.rows.shape[1] - 1)
+        return self.window(index * self.seq_len, self.seq_len)
+
+    def window(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of the inputs at [start, start + length) of every row, cut at the row's end."""
+        if not 0 <= start < self.inputs_per_row or length < 1:
+            raise IndexError(f"window ({start}, {length}) out of range for rows of {self.inputs_per_row}")
+        end = min(start + length, self.inputs_per_row)
         x = torch.from_numpy(np.ascontiguousarray(self.rows[:, start:end], dtype=np.int64))
         y = torch.from_numpy(np.ascontiguousarray(self.rows[:, start + 1 : end + 1], dtype=np.int64))
         return x, y

@@ -166,6 +166,33 @@ def shard_stream(
     return TokenStream(ids[rows.start * row_len : rows.stop * row_len], len(rows), seq_len)
 
 
+# AWD-LSTM's variable BPTT (Merity et al. 2018, section 4.1): a window is T long with
+# probability 0.95 and T / 2 otherwise, then its length is drawn from N(that, 5), at least 5.
+FULL_WINDOW_PROBABILITY = 0.95
+WINDOW_LENGTH_STDEV = 5.0
+SHORTEST_WINDOW = 5
+
+
+def window_length(config: TrainConfig, step: int) -> int:
+    """Tokens of step `step`'s window: seq_len, or AWD-LSTM's draw under vary_seq_len.
+
+    Fixed windows would cut the stream at the same places every epoch, so the same tokens
+    would always open a window with the least gradient history behind them. The draw is seeded
+    by (random_state, step) alone: a resumed run and every rank of a distributed one agree.
+    """
+    if not config.vary_seq_len:
+        return config.seq_len
+    rng = np.random.default_rng((config.random_state, step))
+    centre = config.seq_len if rng.random() < FULL_WINDOW_PROBABILITY else config.seq_len / 2
+    return max(min(SHORTEST_WINDOW, config.seq_len), round(rng.normal(centre, WINDOW_LENGTH_STDEV)))
+
+
+def mean_window_length(config: TrainConfig) -> float:
+    if not config.vary_seq_len:
+        return float(config.seq_len)
+    return config.seq_len * (FULL_WINDOW_PROBABILITY + (1 - FULL_WINDOW_PROBABILITY) / 2)
+
+
 def detach_state(state: State) -> State:
     # Truncated BPTT: keep the values, cut the graph, so backprop stops at the batch edge.
     return state[0].detach(), state[1].detach()
@@ -294,12 +321,13 @@ class Trainer:
             # Validation rows may not split evenly (or at all); losses are summed over ranks.
             self.val_stream = shard_stream(val_ids, val_batch, val_seq_len, self.dist.rank, world)
         self.has_validation = val_ids is not None and len(val_ids) >= 2
-        self.steps_per_epoch = len(self.train_stream)
+        self.steps_per_epoch = math.ceil(self.train_stream.inputs_per_row / mean_window_length(config))
         self.total_steps = self._total_steps()
         self.schedule = LearningRate(config, self.total_steps)
         # Loop position and history: everything a resume must restore.
         self.step = 0
-        self.batch_index = 0
+        self.batch_index = 0  # windows taken this epoch
+        self.position = 0  # where in each row this epoch's next window starts
         # h, c (L, B / world, H): this rank's rows of the carried state
         self.state: State = self.model.core.initial_state(self.local_batch, self.device)
         self.best_val_loss: float | None = None
@@ -328,6 +356,7 @@ class Trainer:
         return {
             "step": self.step,
             "batch_index": self.batch_index,
+            "position": self.position,
             "best_val_loss": self.best_val_loss,
             "best_step": self.best_step,
             "stalled_evals": self.stalled_evals,
@@ -421,6 +450,8 @@ class Trainer:
                 self.average.load(tensors)
             self.step = int(state["step"])
             self.batch_index = int(state["batch_index"])
+            # Checkpoints from before variable windows hold the window count alone.
+            self.position = int(state.get("position", self.batch_index * self.config.seq_len))
             self.best_val_loss = state["best_val_loss"]
             self.best_step = state["best_step"]
             self.stalled_evals = int(state["stalled_evals"])
@@ -465,12 +496,12 @@ class Trainer:
 
     def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         while True:
-            if self.batch_index >= self.steps_per_epoch:
-                self.batch_index = 0
+            if self.position >= self.train_stream.inputs_per_row:
+                self.batch_index, self.position = 0, 0
                 self.state = self.model.core.initial_state(self.local_batch, self.device)
             if self.batch_index % RELEASE_PAGES_EVERY == 0:
                 release_pages(self.train_stream.rows)  # a memory-mapped corpus: keep RSS flat
-            inputs, targets = self.train_stream.batch(self.batch_index)
+            inputs, targets = self.train_stream.window(self.position, window_length(self.config, self.step))
             pin = self.device.type == "cuda"
             if pin:
                 inputs, targets = inputs.pin_memory(), targets.pin_memory()
@@ -587,7 +618,10 @@ class Trainer:
                 break
             inputs, targets = next(batches)
             lr = self.schedule.at(self.step, self.clock)
-            loss = self._train_step(inputs, targets, lr)
+            # As AWD-LSTM: the loss is a mean over the window's tokens, so a short window's step
+            # is scaled down to weigh each token as a full window's do.
+            step_lr = lr * inputs.shape[1] / self.config.seq_len if self.config.vary_seq_len else lr
+            loss = self._train_step(inputs, targets, step_lr)
             if not math.isfinite(loss):
                 if self._rollback(loss):
                     batches = self._batches()
@@ -599,6 +633,7 @@ class Trainer:
                 break
             self.step += 1
             self.batch_index += 1
+            self.position += inputs.shape[1]
             if self.average is not None:
                 self.average.update(self.step)
             last_loss = loss

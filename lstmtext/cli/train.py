@@ -186,6 +186,14 @@ def train(
         ),
     ] = 0,
     seq_len: Annotated[int, typer.Option(help="Truncated-BPTT length.", rich_help_panel=OPTIM)] = 100,
+    vary_seq_len: Annotated[
+        bool,
+        typer.Option(
+            help="AWD-LSTM's variable BPTT: each window's length drawn from N(seq-len, 5) (seq-len/2 "
+            "one time in 20), the rate scaled by it, so windows start at new places every epoch.",
+            rich_help_panel=OPTIM,
+        ),
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Streams trained in parallel.", rich_help_panel=OPTIM)] = 64,
     lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=OPTIM)] = 2e-3,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", rich_help_panel=OPTIM)] = Optimizer.adam,
@@ -383,6 +391,7 @@ def train(
     shape.model_config(vocab_size=max(1, softmax_cutoff + 1))  # validate sizes before reading any data
     train_config = TrainConfig(
         seq_len=seq_len,
+        vary_seq_len=vary_seq_len,
         batch_size=batch_size,
         lr=lr,
         optimizer=optimizer.value,
