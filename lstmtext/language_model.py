@@ -28,7 +28,8 @@ from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, read_text, split_ids
 from lstmtext.distributed import Distributed, process_group
 from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
-from lstmtext.errors import CheckpointError, CorpusError
+from lstmtext.ensemble import check_same_tokenizer, ensemble_stream_loss
+from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import Trainer, TrainEvent, TrainResult, evaluate_stream, select_device
@@ -154,7 +155,7 @@ class LanguageModelMetrics:
 
 
 def evaluate_language_model(
-    model_dir: Path | str,
+    model_dir: Path | str | Sequence[Path | str],
     sources: Sequence[str],
     *,
     batch_size: int | None = None,
@@ -168,14 +169,22 @@ def evaluate_language_model(
     (`batch_size` rows, 16 by default, read `seq_len` tokens at a time, 256 by default).
 
     With `dynamic`, the model adapts to the text as it reads it (lstmtext.dynamic_eval); the
-    defaults are then one row and segments of 20 tokens.
+    defaults are then one row and segments of 20 tokens. Several directories: the loss of
+    their ensemble, the mean of their probabilities (lstmtext.ensemble).
     """
+    model_dirs = [model_dir] if isinstance(model_dir, (str, Path)) else list(model_dir)
+    if not model_dirs:
+        raise ConfigError("no model to evaluate")
+    if dynamic is not None and len(model_dirs) > 1:
+        raise ConfigError("dynamic evaluation adapts one model; give --model once")
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE if dynamic else 16
     if seq_len is None:
         seq_len = DEFAULT_SEQ_LEN if dynamic else 256
     torch_device = select_device(device)
-    checkpoint = ckpt.load_checkpoint(model_dir, task="lm", device=str(torch_device))
+    checkpoints = [ckpt.load_checkpoint(d, task="lm", device=str(torch_device)) for d in model_dirs]
+    check_same_tokenizer(checkpoints, model_dirs)
+    checkpoint = checkpoints[0]
     text = read_text(sources, encoding=encoding, errors=errors)
     ids = checkpoint.tokenizer.encode_array(text)
     if len(ids) < 2:
@@ -184,7 +193,11 @@ def evaluate_language_model(
     stream = TokenStream(ids, batch_size, seq_len)
     model = checkpoint.model
     assert isinstance(model, LanguageModel)
-    if dynamic is None:
+    if len(checkpoints) > 1:
+        members = [c.model for c in checkpoints]
+        assert all(isinstance(m, LanguageModel) for m in members)
+        loss, predicted = ensemble_stream_loss(members, stream, torch_device)  # type: ignore[arg-type]
+    elif dynamic is None:
         loss, predicted = evaluate_stream(model, stream, torch_device)
     else:
         loss, predicted = dynamic_loss(model, stream, torch_device, dynamic)

@@ -364,7 +364,7 @@ def test_classify_and_evaluate_with_an_ensemble(
 
     result = cli(["evaluate", "--model", str(classifier), "--model", str(tiny_lm), str(labelled)])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1  # a usage error, as ConfigError is
-    assert "ensemble, which is for classifiers" in result.stderr
+    assert "of classifiers or of language models, not both" in result.stderr
 
 
 def test_mr_cv_ensemble_scores_the_folds_of_finished_runs(

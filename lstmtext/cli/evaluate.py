@@ -23,8 +23,8 @@ def evaluate(
         typer.Option(
             "--model",
             "-m",
-            help="Checkpoint directory. Classifiers: given more than once, their ensemble "
-            "(the mean of their probabilities).",
+            help="Checkpoint directory. Given more than once, their ensemble: the mean of their "
+            "probabilities (of the next token, or of the classes); all of one task and tokenizer.",
         ),
     ],
     batch_size: Annotated[
@@ -60,6 +60,9 @@ def evaluate(
 ) -> None:
     """Loss, perplexity, bits per token and bits per UTF-8 byte of a language model on DATA.
 
+    --model given more than once: the loss of the models' ensemble, the mean of their
+    next-token probabilities, each model reading the text with its own state.
+
     With --dynamic-lr, dynamic evaluation: each segment is scored first, then learnt from,
     so the model adapts to the text it reads; the trained weights on disk are not changed.
 
@@ -67,11 +70,11 @@ def evaluate(
     macro-F1 and the confusion matrix.
     """
     tasks = [read_config(directory).model.task for directory in model]
-    if len(model) > 1 and "lm" in tasks:
+    if len(set(tasks)) > 1:
         language_model = model[tasks.index("lm")]
         raise ConfigError(
-            f"--model given {len(model)} times makes an ensemble, which is for classifiers; "
-            f"{language_model} holds a language model"
+            f"an ensemble is of classifiers or of language models, not both; {language_model} "
+            "holds a language model"
         )
     if tasks[0] == "classify":
         if dynamic_lr:
@@ -87,7 +90,7 @@ def evaluate(
     if dynamic is None and dynamic_decay:
         raise ConfigError("--dynamic-decay needs --dynamic-lr")
     metrics = evaluate_language_model(
-        model[0],
+        model,
         data,
         batch_size=batch_size,
         seq_len=seq_len,
