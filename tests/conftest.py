@@ -82,3 +82,26 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_cli(["train", str(corpus), "--out", str(out), *TINY_TRAIN_ARGS])
     assert result.exit_code == 0, result.stderr
     return out
+
+
+def train_whole_and_split(config, shape, root: Path, stop_after: int = 13) -> tuple[Path, Path]:
+    """One run of `config` straight through (root/whole) and one stopped after `stop_after`
+    steps, then resumed (root/split), both on TINY_TEXT at char level; their directories."""
+    import threading
+
+    from lstmtext.config import TokenizerConfig
+    from lstmtext.language_model import train_language_model
+
+    corpus = root / "c.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    train_language_model([str(corpus)], TokenizerConfig("char"), shape, config, root / "whole")
+    stop = threading.Event()
+
+    def stop_soon(event) -> None:  # type: ignore[no-untyped-def]
+        if event.step >= stop_after:
+            stop.set()
+
+    args = ([str(corpus)], TokenizerConfig("char"), shape, config, root / "split")
+    train_language_model(*args, on_event=stop_soon, stop_event=stop)
+    train_language_model(*args, resume=True)
+    return root / "whole", root / "split"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,8 @@ from lstmtext.averaging import PREFIX, WeightAverage
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import ModelShape, train_language_model
-from lstmtext.train import TrainEvent
 
-from .conftest import TINY_TEXT
+from .conftest import TINY_TEXT, train_whole_and_split
 
 SHAPE = ModelShape(embedding_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
 
@@ -82,25 +80,9 @@ def test_a_run_keeps_the_averaged_weights_and_trains_on_its_own(tmp_path: Path) 
 
 
 def test_an_averaged_run_resumed_equals_the_uninterrupted_one(tmp_path: Path) -> None:
-    corpus = tmp_path / "c.txt"
-    corpus.write_text(TINY_TEXT, encoding="utf-8")
-    whole_config = config(max_steps=25)
-    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, whole_config, tmp_path / "whole")
-    stop = threading.Event()
-
-    def stop_at_13(event: TrainEvent) -> None:
-        if event.step >= 13:
-            stop.set()
-
-    train_language_model(
-        [str(corpus)], TokenizerConfig("char"), SHAPE, whole_config, tmp_path / "split",
-        on_event=stop_at_13, stop_event=stop,
-    )  # fmt: skip
-    train_language_model(
-        [str(corpus)], TokenizerConfig("char"), SHAPE, whole_config, tmp_path / "split", resume=True
-    )
+    whole, split = train_whole_and_split(config(max_steps=25), SHAPE, tmp_path)
     for name in ("model.safetensors", "checkpoints/last/optimizer.safetensors"):
-        a, b = load_file(tmp_path / "whole" / name), load_file(tmp_path / "split" / name)
+        a, b = load_file(whole / name), load_file(split / name)
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from lstmtext.config import RunConfig, TokenizerConfig, TrainConfig
-from lstmtext.language_model import ModelShape, train_language_model
+from lstmtext.language_model import ModelShape
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, TrainEvent, window_length
+from lstmtext.train import Trainer, window_length
 
-from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
+from .conftest import TINY_TEXT, TINY_TRAIN_ARGS, train_whole_and_split
 
 SHAPE = ModelShape(embedding_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
 
@@ -83,25 +82,9 @@ def test_an_epoch_of_varied_windows_reads_every_input_once_in_order(monkeypatch,
 
 
 def test_a_varied_run_resumed_equals_the_uninterrupted_one(tmp_path: Path) -> None:
-    corpus = tmp_path / "c.txt"
-    corpus.write_text(TINY_TEXT, encoding="utf-8")
-    whole_config = config(max_steps=25, lr_schedule="constant")
-    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, whole_config, tmp_path / "whole")
-    stop = threading.Event()
-
-    def stop_at_13(event: TrainEvent) -> None:
-        if event.step >= 13:
-            stop.set()
-
-    train_language_model(
-        [str(corpus)], TokenizerConfig("char"), SHAPE, whole_config, tmp_path / "split",
-        on_event=stop_at_13, stop_event=stop,
-    )  # fmt: skip
-    train_language_model(
-        [str(corpus)], TokenizerConfig("char"), SHAPE, whole_config, tmp_path / "split", resume=True
-    )
-    a = load_file(tmp_path / "whole" / "checkpoints" / "last" / "model.safetensors")
-    b = load_file(tmp_path / "split" / "checkpoints" / "last" / "model.safetensors")
+    whole, split = train_whole_and_split(config(max_steps=25, lr_schedule="constant"), SHAPE, tmp_path)
+    a = load_file(whole / "checkpoints" / "last" / "model.safetensors")
+    b = load_file(split / "checkpoints" / "last" / "model.safetensors")
     for name in a:
         assert torch.equal(a[name], b[name]), name
 
