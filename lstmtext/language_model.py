@@ -28,7 +28,7 @@ from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, read_text, split_ids
 from lstmtext.distributed import Distributed, process_group
 from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
-from lstmtext.ensemble import check_same_tokenizer, ensemble_stream_loss
+from lstmtext.ensemble import check_same_tokenizer
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
@@ -184,23 +184,18 @@ def evaluate_language_model(
     torch_device = select_device(device)
     checkpoints = [ckpt.load_checkpoint(d, task="lm", device=str(torch_device)) for d in model_dirs]
     check_same_tokenizer(checkpoints, model_dirs)
-    checkpoint = checkpoints[0]
     text = read_text(sources, encoding=encoding, errors=errors)
-    ids = checkpoint.tokenizer.encode_array(text)
+    ids = checkpoints[0].tokenizer.encode_array(text)
     if len(ids) < 2:
         raise CorpusError("the evaluation text holds fewer than 2 tokens")
     batch_size = max(1, min(batch_size, (len(ids) - 1) // 2))
     stream = TokenStream(ids, batch_size, seq_len)
-    model = checkpoint.model
-    assert isinstance(model, LanguageModel)
-    if len(checkpoints) > 1:
-        members = [c.model for c in checkpoints]
-        assert all(isinstance(m, LanguageModel) for m in members)
-        loss, predicted = ensemble_stream_loss(members, stream, torch_device)  # type: ignore[arg-type]
-    elif dynamic is None:
-        loss, predicted = evaluate_stream(model, stream, torch_device)
+    models = [c.model for c in checkpoints]
+    assert all(isinstance(m, LanguageModel) for m in models)
+    if dynamic is None:
+        loss, predicted = evaluate_stream(models, stream, torch_device)  # type: ignore[arg-type]
     else:
-        loss, predicted = dynamic_loss(model, stream, torch_device, dynamic)
+        loss, predicted = dynamic_loss(models[0], stream, torch_device, dynamic)  # type: ignore[arg-type]
     num_bytes = len(text.encode("utf-8"))
     # Each predicted token covers, on average, num_bytes / len(ids) bytes of the text.
     bits_per_token = loss / math.log(2)

@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from lstmtext.averaging import WeightAverage, kept_weights
 from lstmtext.config import RunConfig, TrainConfig
 from lstmtext.corpus import TokenStream, fit_batch_shape, release_pages
 from lstmtext.distributed import Distributed, local_batch_size, row_block
+from lstmtext.ensemble import mixture_nll
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel, State
 from lstmtext.regularisation import ActivationPenalty
@@ -200,26 +201,35 @@ def detach_state(state: State) -> State:
 
 @torch.no_grad()
 def evaluate_stream(
-    model: LanguageModel,
+    model: LanguageModel | Sequence[LanguageModel],
     stream: TokenStream,
     device: torch.device,
     *,
     precision: str = "fp32",
     max_batches: int | None = None,
 ) -> tuple[float, int]:
-    """Mean cross-entropy (nats per token) over a stream, state carried; returns (loss, tokens)."""
-    was_training = model.training
-    model.eval()
-    state = model.core.initial_state(stream.batch_size, device)
+    """Mean cross-entropy (nats per token) over a stream, state carried; returns (loss, tokens).
+
+    Several models: the loss of their ensemble (lstmtext.ensemble), each with its own state."""
+    models = [model] if isinstance(model, LanguageModel) else list(model)
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
+    states = [m.core.initial_state(stream.batch_size, device) for m in models]
     total, count = 0.0, 0
     batches = len(stream) if max_batches is None else min(len(stream), max_batches)
     for index in range(batches):
         inputs, targets = (t.to(device, non_blocking=True) for t in stream.batch(index))
-        with autocast_context(precision, device):
-            nll, state = model(inputs, state, targets)
+        nlls = []
+        for k, m in enumerate(models):
+            with autocast_context(precision, device):
+                nll, states[k] = m(inputs, states[k], targets)
+            nlls.append(nll)
+        nll = nlls[0] if len(nlls) == 1 else mixture_nll(nlls)
         total += float(nll.sum())
         count += targets.numel()
-    model.train(was_training)
+    for m, training in zip(models, was_training, strict=True):
+        m.train(training)
     if count == 0:
         raise CorpusError("validation text is too short to evaluate")
     return total / count, count

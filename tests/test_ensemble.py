@@ -11,9 +11,10 @@ import torch
 
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.corpus import TokenStream
-from lstmtext.ensemble import ensemble_stream_loss, mixture_nll
+from lstmtext.ensemble import mixture_nll
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import evaluate_language_model
+from lstmtext.train import evaluate_stream
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
 
@@ -47,7 +48,7 @@ def test_the_ensemble_loss_matches_a_hand_mixture_of_the_members_distributions(
     tokenizer = load_checkpoint(tiny_lm, task="lm").tokenizer
     ids = tokenizer.encode_array(TINY_TEXT[:300])
     stream = TokenStream(ids, 2, 32)
-    loss, count = ensemble_stream_loss(members, stream, torch.device("cpu"))
+    loss, count = evaluate_stream(members, stream, torch.device("cpu"))
     # By hand: each member's softmax over the whole stream with its state carried, then mixed.
     total = 0.0
     with torch.no_grad():
