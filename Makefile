@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # torch first and pinned: its CPU wheel is on disk here, an unpinned torch pulls a multi-GB CUDA build.
 install:
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,export,plot]'
+	$(PIP) install -q -e '.[dev,export,plot,bench]'
 
 run: install
 	lstmtext generate --seed "ROMEO:" --length 400 --random-state 1

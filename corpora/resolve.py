@@ -69,6 +69,11 @@ class CorpusEntry:
     def kind(self) -> str:
         return self.files[0].kind
 
+    @property
+    def folder(self) -> str:
+        """The folder its files lie in, under a corpora folder (several entries may share one)."""
+        return self.files[0].path.split("/")[0]
+
 
 @dataclass
 class CorpusLocation:
@@ -164,7 +169,7 @@ def resolve(
     dirs = [Path(d) for d in search_dirs] if search_dirs is not None else default_search_dirs(env)
     for d in dirs:
         if all(_size_matches(d / f.path, f) for f in entry.files):
-            return CorpusLocation(name, d / name, entry, verify)
+            return CorpusLocation(name, d / entry.folder, entry, verify)
 
     searched = ", ".join(str(d) for d in dirs) or "no folders"
     if not entry.download:
@@ -175,7 +180,7 @@ def resolve(
     if target is None:
         raise CorpusError(f"corpus {name} not found, and none of {searched} is writable to download it into")
     _download(entry, target)
-    location = CorpusLocation(name, target / name, entry, verify)
+    location = CorpusLocation(name, target / entry.folder, entry, verify)
     location._verified.update(entry.roles)  # _download checked every file
     return location
 

@@ -48,10 +48,13 @@ def _file(
 
 def test_catalogue_entries_are_complete() -> None:
     entries = catalogue()
-    assert set(entries) == {"tinyshakespeare", "ptb", "sst2", "imdb", "mr"}
+    assert set(entries) == {
+        "tinyshakespeare", "ptb", "sst2", "sst2-phrases", "imdb", "imdb-unsup", "mr", "tweets",
+        "amazon-books", "amazon-dvd", "amazon-electronics", "amazon-kitchen",
+    }  # fmt: skip
     for entry in entries.values():
         for file in entry.files:
-            assert file.path.startswith(f"{entry.name}/")
+            assert file.path.startswith(f"{entry.folder}/") and entry.name.startswith(entry.folder)
             assert re.fullmatch(r"[0-9a-f]{64}", file.sha256)
             assert file.role in {"train", "valid", "test", "all", "text"}
             assert file.kind in {"text", "labelled"}
