@@ -26,6 +26,7 @@ from lstmtext.errors import LstmTextError
 
 app = typer.Typer(
     name="lstmtext",
+    cls=commands.LazyGroup,
     help="Train stacked-LSTM models on text, sample from them, classify sentiment.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -50,7 +51,8 @@ def _root(
     """Train stacked-LSTM models on text, sample from them, classify sentiment."""
 
 
-commands.register(app)
+# The commands are imported as they run (commands.LazyGroup), inside run(): a Ctrl-C while torch
+# imports is mapped there like any other interruption, to one line and 130.
 
 
 def _error_line(message: str) -> None:

@@ -1,0 +1,73 @@
+"""Help that is fast and reads cleanly: the top level imports no torch, flags show no type."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import subprocess
+import sys
+
+from lstmtext.cli.commands import COMMANDS, unwrap
+
+
+def test_top_level_help_and_completion_do_not_import_torch() -> None:
+    # A fresh interpreter: this one has torch loaded already.
+    script = (
+        "import sys\n"
+        "from lstmtext.cli import run\n"
+        "assert run(['--help']) == 0\n"
+        "assert run([]) in (0, 2)\n"  # no arguments: the help, as a usage exit
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'tokenizers'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
+    for name in COMMANDS:
+        assert name in done.stdout
+    environment = {
+        **os.environ,
+        "_LSTMTEXT_COMPLETE": "complete_bash",
+        "COMP_WORDS": "lstmtext ",
+        "COMP_CWORD": "1",
+    }
+    script = (
+        "import sys\nfrom lstmtext.cli import main\n"
+        "try:\n    main()\nfinally:\n    print('TORCH', 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=environment
+    )
+    assert done.stdout.split() == [*COMMANDS, "TORCH", "False"], done.stdout + done.stderr
+
+
+def test_the_summaries_are_the_docstrings_first_lines() -> None:
+    for name, entry in COMMANDS.items():
+        function = getattr(importlib.import_module(f"lstmtext.cli.{entry.module}"), entry.function)
+        first = unwrap(inspect.getdoc(function)).split("\n\n")[0]
+        assert entry.summary == first, name
+
+
+def test_command_help_at_80_columns_has_no_flag_types_and_no_ragged_lines(cli, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    for name in COMMANDS:
+        result = cli([name, "--help"])
+        assert result.exit_code == 0, result.stderr
+        assert "<bool>" not in result.stdout, name
+        assert "--help" in result.stdout and "-h" in result.stdout
+        assert all(len(line) <= 80 for line in result.stdout.splitlines()), name
+    result = cli(["train", "-h"])
+    assert "--resume" in result.stdout and "<bool>" not in result.stdout
+    result = cli(["--help"])
+    assert result.exit_code == 0 and "<bool>" not in result.stdout and "--debug" in result.stdout
+
+
+def test_unwrap_joins_each_paragraphs_lines() -> None:
+    text = "First line.\n\n    A paragraph\n    wrapped by hand.\n\n    \b\n    kept\n    lines\n    "
+    assert unwrap(text) == "First line.\n\nA paragraph wrapped by hand.\n\nkept\nlines"
+
+
+def test_an_unknown_command_is_a_usage_error_with_a_suggestion(cli) -> None:
+    result = cli(["trian"])
+    assert result.exit_code == 2 and "Did you mean 'train'" in result.stderr
