@@ -172,9 +172,9 @@ class InferenceStep:
         """The layer weights and head weight, laid out for this batch size.
 
         One row multiplies fastest by (K, N) row-major weights; a batch of rows by weights
-        stored (N, K) and read transposed, as MKL's matrix product prefers (measured on Zen 3,
-        2 threads: 32 x 1024 by 1024 x 2048 in 2.9 ms against 3.9 ms; one row 113 against
-        144 us for 512 x 2048). The second copy is made on the first batched step only.
+        stored (N, K) and read transposed, as MKL's matrix product prefers (`python -m
+        benchmarks --only generation` times both). The second copy is made on the first
+        batched step only.
         """
         if batch_size == 1 or self.device.type != "cpu":
             return self.weights, self.head_weight

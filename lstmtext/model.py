@@ -19,7 +19,7 @@ State = tuple[Tensor, Tensor]
 class Dropout(nn.Module):
     """nn.Dropout's function (zero each element with probability p, scale the rest by
     1/(1-p)), with the mask from regularisation.random_keep on CPU, where PyTorch's
-    bernoulli-based dropout is slow (of a (64, 35, 650) bf16 tensor: 30.9 ms, against 7.0).
+    bernoulli-based dropout is slow (BENCHMARKS.md, "The training step on CPU").
     Elsewhere (CUDA's fused kernel) it is F.dropout."""
 
     def __init__(self, p: float) -> None:
@@ -84,8 +84,8 @@ class LSTMCore(nn.Module):
         """Whether training runs the layers one call each (forward_regularised).
 
         Locked dropout and weight drop need it. So does dropout between layers on CPU, for
-        speed: nn.LSTM draws that mask with bernoulli_, which took 35 ms of a 540 ms step of the
-        2 x 650 Penn Treebank model (batch 64 x 35, bf16); random_keep's mask and product, 7 ms.
+        speed: nn.LSTM draws that mask with bernoulli_, a sizeable part of a CPU training step;
+        random_keep's mask costs a fraction of it (BENCHMARKS.md, "The training step on CPU").
         On CUDA one cuDNN call with its own dropout stays the fast path.
         """
         config = self.config
@@ -245,6 +245,27 @@ class Classifier(nn.Module):
         """ids (B, T) right-padded, lengths (B,) >= 1 -> logits (B, classes)."""
         outputs, _ = self.core(ids)
         return self.head(self.head_dropout(self.pool(outputs, lengths)))
+
+    def forward_windows(self, ids: Tensor, window: int) -> Tensor:
+        """ids (1, T) of one long text -> logits (1, classes), as forward gives them (within
+        float rounding), read `window` tokens at a time with the LSTM state carried.
+
+        Memory then grows with the window, not the text: a whole 20 MB review would need
+        (1, T, H) outputs of gigabytes, and oneDNN refuses sequences that long at all. The
+        pooling is kept as running values: last output, running max, running sum (in fp32).
+        """
+        state = None
+        last = maximum = total = None
+        for start in range(0, ids.shape[1], window):
+            outputs, state = self.core(ids[:, start : start + window], state)  # (1, w, H)
+            top = outputs.amax(dim=1)
+            maximum = top if maximum is None else torch.maximum(maximum, top)
+            part = outputs.float().sum(dim=1)
+            total = part if total is None else total + part
+            last = outputs[:, -1]
+        assert last is not None and maximum is not None and total is not None, "an empty text"
+        mean = (total / ids.shape[1]).to(last.dtype)
+        return self.head(self.head_dropout(torch.cat([last, maximum, mean], dim=-1)))
 
 
 def build_model(config: ModelConfig) -> LanguageModel | Classifier:

@@ -88,8 +88,8 @@ class TwoLevelSoftmax(nn.Module):
         The second softmax is computed only for the rows whose target is rare, from the whole
         head with the frequent columns masked out: a slice of rows of the weights (or none at
         all) in place of gathers, whose scatter-add backward over the (V, H) matrix cost more
-        than the 11 % more columns (Penn Treebank, 2 x 650, bf16, 2,240 positions: the head's
-        forward and backward 172-186 ms against 210-214).
+        than the 11 % more columns (Penn Treebank, 2 x 650, bf16: BENCHMARKS.md, "The
+        training step on CPU").
         """
         frequent, run, column = self._columns()
         rows_of_frequent = run if run is not None else frequent
