@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +22,17 @@ import torch
 from torch import Tensor
 
 from lstmtext import checkpoint as ckpt
+from lstmtext.calibration import Reliability, reliability
 from lstmtext.config import RunConfig
 from lstmtext.errors import DataError
 from lstmtext.labelled import DEFAULT_COLUMNS, Columns, read_labelled
 from lstmtext.model import Classifier
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.threads import inference_threads, torch_threads
+from lstmtext.tokenizer import PIECE_CHARS, TextTokenizer, encode_long
 from lstmtext.train import autocast_context, resolve_precision, select_device
+
+# Texts of more tokens are read this many at a time with the state carried (Classifier.forward_windows).
+LONG_TEXT_WINDOW = 4096
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,12 @@ def encode_texts(
     """
     encoded = []
     for text in texts:
-        ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
+        # A long text piece by piece: one encode() of 20 MB holds gigabytes of token strings and offsets.
+        ids = (
+            encode_long(tokenizer, text).astype(np.int64)
+            if len(text) > PIECE_CHARS
+            else np.asarray(tokenizer.encode(text), dtype=np.int64)
+        )
         if len(ids) == 0:
             ids = np.asarray([tokenizer.unk_id], dtype=np.int64)
         if max_tokens is not None and len(ids) > max_tokens:
@@ -98,7 +108,9 @@ class Predictor:
         precision: str = "auto",
         max_batch_tokens: int = 32768,
         max_batch_size: int = 128,
+        threads: int | None = None,  # CPU threads; None: chosen per batch (lstmtext.threads)
     ) -> None:
+        self.threads = threads
         self.device = select_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
@@ -119,17 +131,43 @@ class Predictor:
         assert isinstance(checkpoint.model, Classifier)
         return cls(checkpoint.model, checkpoint.tokenizer, checkpoint.config, **options)  # type: ignore[arg-type]
 
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax (config.json; 1.0 if never calibrated)."""
+        return self.config.temperature
+
     @torch.inference_mode()
-    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, classes) class probabilities, rows in the order of `texts`."""
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, classes) raw logits, before the temperature, rows in the order of `texts`."""
         encoded = encode_texts(self.tokenizer, texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for rows in length_buckets([len(e) for e in encoded], self.max_batch_tokens, self.max_batch_size):
-            ids, lengths = pad_batch([encoded[i] for i in rows], self.tokenizer.pad_id)
-            with autocast_context(self.precision, self.device):
-                logits = self.model(ids.to(self.device), lengths.to(self.device))  # (B, classes)
-            out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        # Texts longer than a window are read window by window, each alone, in bounded memory.
+        short = [i for i, e in enumerate(encoded) if len(e) <= LONG_TEXT_WINDOW]
+        for i in sorted(set(range(len(encoded))) - set(short)):
+            out[i] = self._run([encoded[i]], windowed=True)[0]
+        lengths = [len(encoded[i]) for i in short]
+        for batch in length_buckets(lengths, self.max_batch_tokens, self.max_batch_size):
+            rows = [short[j] for j in batch]
+            out[rows] = self._run([encoded[i] for i in rows])
         return out
+
+    def _run(self, encoded: Sequence[np.ndarray], windowed: bool = False) -> np.ndarray:
+        """Logits (B, classes) of a batch of encoded texts, on threads picked for its shape."""
+        threads = self.threads
+        if threads is None and self.device.type == "cpu":
+            threads = inference_threads(len(encoded), self.model.config.hidden_size)
+        ids, lengths = pad_batch(encoded, self.tokenizer.pad_id)
+        with torch_threads(threads), autocast_context(self.precision, self.device):
+            if windowed:
+                logits = self.model.forward_windows(ids.to(self.device), LONG_TEXT_WINDOW)
+            else:
+                logits = self.model(ids.to(self.device), lengths.to(self.device))  # (B, classes)
+        return logits.float().cpu().numpy()
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, classes) calibrated class probabilities, softmax(logits / T), in the order of `texts`."""
+        logits = torch.from_numpy(self.logits(texts))
+        return torch.softmax(logits / self.temperature, dim=-1).numpy()
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return label_rows(self.probabilities(texts), self.labels)
@@ -205,20 +243,32 @@ class ClassificationMetrics:
     macro_f1: float
     confusion: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted class
     count: int
+    reliability: Reliability | None = None  # calibration of the probabilities, when they were known
 
     def per_class(self) -> dict[str, dict[str, float]]:
         """Precision, recall and F1 of each class."""
         return {label: _prf(self.confusion, i) for i, label in enumerate(self.labels)}
 
+    @property
+    def average_recall(self) -> float:
+        """Recall averaged over the classes that occur (SemEval's AvgRec; balanced accuracy)."""
+        recalls = [row[i] / sum(row) for i, row in enumerate(self.confusion) if sum(row)]
+        return float(np.mean(recalls)) if recalls else math.nan
+
     def to_dict(self) -> dict[str, object]:
-        return {
+        result: dict[str, object] = {
             "accuracy": self.accuracy,
             "macro_f1": self.macro_f1,
+            "average_recall": self.average_recall,
             "count": self.count,
             "labels": list(self.labels),
             "confusion": [list(row) for row in self.confusion],
             "per_class": self.per_class(),
         }
+        if self.reliability is not None:
+            result["ece"] = self.reliability.ece
+            result["reliability"] = self.reliability.to_dict()["bins"]
+        return result
 
 
 def _prf(confusion: Sequence[Sequence[int]], i: int) -> dict[str, float]:
@@ -263,7 +313,7 @@ def evaluate_classifier(
     predictor = load_predictor(directories, device=device, precision=precision)
     data = read_labelled(sources, columns=columns, known_labels=predictor.labels, min_classes=1)
     index = {label: i for i, label in enumerate(predictor.labels)}
-    predicted = predictor.probabilities(data.texts).argmax(axis=1)
-    return classification_metrics(
-        [index[label] for label in data.labels], predicted.tolist(), predictor.labels
-    )
+    gold = [index[label] for label in data.labels]
+    probabilities = predictor.probabilities(data.texts)
+    metrics = classification_metrics(gold, probabilities.argmax(axis=1).tolist(), predictor.labels)
+    return replace(metrics, reliability=reliability(probabilities, gold))

@@ -8,20 +8,26 @@ import sys
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lstmtext.calibration import UNCERTAIN, verdict
 from lstmtext.classifier_train import ClassifierOptions, ClassifierResult, train_classifier
-from lstmtext.classify import ClassificationMetrics, load_predictor
+from lstmtext.classify import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
+from lstmtext.cli.untrusted import escaped
 from lstmtext.config import TokenizerConfig, TrainConfig
-from lstmtext.errors import TrainingDiverged, TrainingInterrupted
-from lstmtext.labelled import read_documents
+from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from lstmtext.explain import DEFAULT_STEPS, Explanation
+from lstmtext.labelled import Document, read_documents
 from lstmtext.language_model import ModelShape
 from lstmtext.pretrained import default_classifier_dir
 from lstmtext.train import TrainEvent
+
+# A note when the contributions miss the log-odds by more than this share of their change.
+COMPLETENESS_NOTE = 0.1
 
 
 class Precision(str, Enum):
@@ -57,30 +63,75 @@ def classify(
     precision: Annotated[
         Precision, typer.Option(help="auto uses bf16 where the hardware accelerates it.")
     ] = Precision.auto,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: one per core).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads (default: chosen per batch shape).")
+    ] = None,
+    min_confidence: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Abstain band: a verdict whose (calibrated) probability is below this is shown "
+            "as 'uncertain' instead of a class.",
+        ),
+    ] = 0.0,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show each token's contribution to the verdict (integrated gradients): green "
+            "for the predicted class, red against; with --json, tokens with character offsets.",
+            rich_help_panel="Explanations",
+        ),
+    ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="With --explain: also write the explanations as a standalone HTML page.",
+            rich_help_panel="Explanations",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="With --explain: integration steps (more: contributions sum closer to the log-odds).",
+            rich_help_panel="Explanations",
+        ),
+    ] = DEFAULT_STEPS,
 ) -> None:
     """Label each text with the classifier's most probable class and its probability.
 
-    Example: [bold]lstmtext classify review.txt[/]   [bold]echo "Loved it." | lstmtext classify - --json[/]
-    """
-    import torch
+    Probabilities are calibrated: the logits are divided by the temperature fitted on
+    validation data at the end of training (or by `lstmtext calibrate`).
 
-    if threads:
-        torch.set_num_threads(threads)
+    \b
+    Examples: [bold]lstmtext classify review.txt[/]
+    [bold]echo "Loved it." | lstmtext classify - --json[/]
+    [bold]lstmtext classify review.txt --explain --html why.html[/]
+    """
+    if html is not None and not explain:
+        raise ConfigError("--html writes the page of --explain; add --explain")
     directories = model if model else [default_classifier_dir()]
+    # The predictor sets the threads per batch and restores torch's count after each.
     predictor = load_predictor(
-        directories, device=device, precision=precision.value, max_batch_tokens=batch_tokens
+        directories, device=device, precision=precision.value, max_batch_tokens=batch_tokens, threads=threads
     )
+    if min_confidence > 0 and UNCERTAIN in predictor.labels:
+        raise ConfigError(
+            f"--min-confidence marks verdicts {UNCERTAIN!r}, which is one of this model's classes"
+        )
     documents = list(read_documents(files, lines=lines))
+    if explain:
+        _explain(predictor, documents, steps, min_confidence, as_json, html)
+        return
     predictions = predictor.predict([d.text for d in documents])
     if as_json:
         for document, prediction in zip(documents, predictions, strict=True):
-            record = {
-                "input": document.name,
-                "label": prediction.label,
-                "probability": round(prediction.probability, 6),
-                "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
-            }
+            record = _record(document.name, prediction, min_confidence)
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return
@@ -89,8 +140,66 @@ def classify(
     table.add_column("label")
     table.add_column("probability", justify="right")
     for document, prediction in zip(documents, predictions, strict=True):
-        table.add_row(document.name, prediction.label, f"{prediction.probability:.3f}")
+        shown = verdict(prediction.label, prediction.probability, min_confidence)
+        label = shown if shown == prediction.label else f"{shown} ({prediction.label})"
+        table.add_row(escaped(document.name), escaped(label), f"{prediction.probability:.3f}")
     Console(soft_wrap=False).print(table)
+
+
+def _record(name: str, prediction: Prediction | Explanation, min_confidence: float) -> dict[str, Any]:
+    """One JSON line of `classify --json`; `label` is 'uncertain' inside the abstain band,
+    and `most_probable` then names the class that was not asserted."""
+    record: dict[str, Any] = {
+        "input": name,
+        "label": verdict(prediction.label, prediction.probability, min_confidence),
+        "probability": round(prediction.probability, 6),
+        "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
+    }
+    if record["label"] != prediction.label:
+        record["most_probable"] = prediction.label
+    return record
+
+
+def _explain(
+    predictor: Predictor | Ensemble,
+    documents: list[Document],
+    steps: int,
+    min_confidence: float,
+    as_json: bool,
+    html: Path | None,
+) -> None:
+    """`classify --explain`: each text's verdict with its tokens' contributions."""
+    from lstmtext.cli import explain_render as render
+    from lstmtext.explain import explain
+
+    items = []
+    console = Console(soft_wrap=True)
+    for document in documents:
+        explanation = explain(predictor, document.text, steps=steps)
+        shown = verdict(explanation.label, explanation.probability, min_confidence)
+        items.append((document.name, shown, explanation))
+        if as_json:
+            record = _record(document.name, explanation, min_confidence) | {
+                "explanation": render.as_dict(explanation)
+            }
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            continue
+        console.print(render.headline(document.name, explanation, shown, predictor.temperature), markup=False)
+        console.print(render.coloured_text(explanation))
+        if len(explanation.sentences) > 1:
+            console.print(render.sentences_table(explanation))
+        moved = explanation.value - explanation.baseline_value
+        if abs(explanation.completeness_gap) > COMPLETENESS_NOTE * max(abs(moved), 1.0):
+            typer.echo(
+                f"lstmtext: note: {document.name}: the contributions sum to "
+                f"{moved + explanation.completeness_gap:+.2f}, the log-odds moved by {moved:+.2f} "
+                f"from the baseline; more --steps integrate the path more closely",
+                err=True,
+            )
+    sys.stdout.flush()
+    if html is not None:
+        render.write_html(html, items)
+        typer.echo(f"wrote {html}", err=True)
 
 
 # ---- training, called by `lstmtext train --task classify`
@@ -124,6 +233,7 @@ def train_classifier_command(
     out: Path,
     *,
     options: ClassifierOptions,
+    overwrite: bool = False,
 ) -> ClassifierResult:
     """Train, report one line per evaluation, and turn Ctrl-C into a clean stop with the best model kept."""
     from lstmtext.cli.train import stop_on_signals
@@ -138,6 +248,7 @@ def train_classifier_command(
             options=options,
             on_event=render_event,
             stop_event=stop,
+            overwrite=overwrite,
         )
     if result.stop_reason == "interrupted":
         raise TrainingInterrupted(
@@ -169,15 +280,24 @@ def render_metrics(metrics: ClassificationMetrics, as_json: bool) -> None:
         return
     console = Console(soft_wrap=False)
     console.print(
-        f"accuracy {metrics.accuracy:.4f}  macro-F1 {metrics.macro_f1:.4f}  ({metrics.count} texts)"
+        f"accuracy {metrics.accuracy:.4f}  macro-F1 {metrics.macro_f1:.4f}  "
+        f"average recall {metrics.average_recall:.4f}  ({metrics.count} texts)"
     )
     table = Table(title="confusion matrix (rows: true, columns: predicted)", box=None, header_style="bold")
     table.add_column("true \\ predicted")
     for label in metrics.labels:
-        table.add_column(label, justify="right")
+        table.add_column(escaped(label), justify="right")
     table.add_column("recall", justify="right")
     per_class = metrics.per_class()
     for label, row in zip(metrics.labels, metrics.confusion, strict=True):
-        table.add_row(label, *map(str, row), f"{per_class[label]['recall']:.3f}")
+        table.add_row(escaped(label), *map(str, row), f"{per_class[label]['recall']:.3f}")
     table.add_row("precision", *(f"{per_class[label]['precision']:.3f}" for label in metrics.labels), "")
     console.print(table)
+    if metrics.reliability is not None:
+        from lstmtext.cli.reliability_render import reliability_table
+
+        console.print(
+            f"expected calibration error {metrics.reliability.ece:.4f} "
+            f"({len(metrics.reliability.bins)} bins; 0 = perfectly calibrated)"
+        )
+        console.print(reliability_table(metrics.reliability))
