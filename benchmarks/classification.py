@@ -11,7 +11,7 @@ when it is built; else a classifier of its recipe's shape with random weights (s
 not depend on them) and a BPE tokenizer trained on the sample.
 
 Rows: fp32 and bf16 reviews/s, timed interleaved in the same run (bf16 as a ratio to fp32);
-the better of the two against the issue's target of 200 reviews/s; and tokenisation alone.
+fp32 against the target of 500 reviews/s (two cores); and tokenisation alone.
 `run(quick)` returns the rows for the benchmark runner.
 """
 
@@ -35,7 +35,7 @@ from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import cpu_has_fast_bf16
 
 IMDB_TEST = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "imdb" / "test.tsv"
-TARGET = 200.0  # reviews per second, issue 5
+TARGET = 500.0  # reviews per second in fp32 on two cores
 # The shape of `make pretrained-sentiment`, for when the embedded model is not built.
 RECIPE_SHAPE = {"embedding_dim": 128, "hidden_size": 256, "num_layers": 1}
 RECIPE_VOCAB = 12000
@@ -95,12 +95,10 @@ def run(quick: bool, model_dir: Path | None = None) -> list[dict]:
     note = f"{count} reviews ({source}), {shape}, {which}, {torch.get_num_threads()} threads"
     fp32 = bench.per_second("fp32", count)
     rows = [result(f"classify fp32 [{note}]", fp32, "reviews/s")]
-    best = fp32
     if "bf16" in precisions:
         bf16 = bench.per_second("bf16", count)
         rows.append(result("classify bf16", bf16, "reviews/s", "fp32", fp32, bench.ratio("bf16", "fp32")))
-        best = max(best, bf16)
-    rows.append(result("classify, faster precision vs target", best, "reviews/s", "issue 5 target", TARGET))
+    rows.append(result("classify fp32 vs target", fp32, "reviews/s", "target", TARGET))
     started = time.perf_counter()
     encode_texts(tokenizer, texts)
     rows.append(result("tokenise only", count / (time.perf_counter() - started), "reviews/s"))
