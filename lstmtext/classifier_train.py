@@ -76,6 +76,7 @@ class ClassifierResult:
     elapsed: float
     labels: tuple[str, ...]
     history: list[dict[str, Any]] = field(default_factory=list)
+    temperature: float | None = None  # fitted on the validation data at the end (None: no validation data)
 
 
 def split_validation(
@@ -399,6 +400,7 @@ class ClassifierTrainer:
             self._save_best(None)  # no validation data: the last weights are the best we know
         best_accuracy = None if self.best is None else self.best[0]
         best_loss = None if self.best is None else -self.best[1]
+        temperature = self._calibrate() if self.best_step is not None and stop_reason != "diverged" else None
         return ClassifierResult(
             steps=self.step,
             best_val_accuracy=best_accuracy,
@@ -410,7 +412,32 @@ class ClassifierTrainer:
             elapsed=time.perf_counter() - started,
             labels=self.labels,
             history=self.history,
+            temperature=temperature,
         )
+
+    def _calibrate(self) -> float:
+        """Fit the temperature of the best weights on the validation data; store it in config.json.
+
+        The best weights are read back from disk into a copy, so the trainer's own model (the
+        last weights) is left as it was.
+        """
+        from lstmtext.calibration import fit_temperature
+
+        assert self.val_ids is not None and self.val_targets is not None
+        best = Classifier(self.run_config.model)
+        ckpt.load_weights(best, self.out_dir / ckpt.WEIGHTS)
+        best.to(self.device).eval()
+        logits = np.zeros((len(self.val_ids), len(self.labels)), dtype=np.float32)
+        with torch.no_grad():
+            for rows in length_buckets([len(ids) for ids in self.val_ids], 32768, 256):
+                ids, lengths = pad_batch([self.val_ids[i] for i in rows], self.tokenizer.pad_id)
+                with autocast_context(self.precision, self.device):
+                    out = best(ids.to(self.device), lengths.to(self.device))
+                logits[rows] = out.float().cpu().numpy()
+        temperature = fit_temperature(logits, self.val_targets)
+        self.run_config = replace(self.run_config, temperature=temperature)
+        ckpt.atomic_write_text(self.out_dir / ckpt.CONFIG, self.run_config.to_json())
+        return temperature
 
 
 def train_classifier(

@@ -161,6 +161,9 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     labels: tuple[str, ...] = ()  # classify: class names in head order
+    # classify: logits are divided by it before the softmax (temperature scaling, Guo et al.
+    # 2017). Older readers ignore the key and older checkpoints lack it (1.0), so no version bump.
+    temperature: float = 1.0
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +189,7 @@ class RunConfig:
                 model=_build(ModelConfig, data["model"]),
                 train=_build(TrainConfig, data.get("train", {})),
                 labels=tuple(data.get("labels", ())),
+                temperature=_temperature(data.get("temperature", 1.0)),
                 format_version=version,
             )
         except (KeyError, TypeError) as error:
@@ -202,6 +206,12 @@ class RunConfig:
         if not isinstance(data, dict):
             raise CheckpointError("config.json is not a JSON object")
         return cls.from_dict(data)
+
+
+def _temperature(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigError(f"temperature must be a positive number, not {value!r}")
+    return float(value)
 
 
 def _build(kind: type, values: Any) -> Any:

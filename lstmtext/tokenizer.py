@@ -131,6 +131,13 @@ class TextTokenizer:
     def encode(self, text: str) -> list[int]:
         return self._hf.encode(_check_encodable(text), add_special_tokens=False).ids
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids as `encode` gives them, and for each the (start, end) character span of `text`
+        it stands for. Byte tokens that hold part of one character all get that character's
+        span; a byte-level BPE token's span includes the space it carries before a word."""
+        encoding = self._hf.encode(_check_encodable(text), add_special_tokens=False)
+        return encoding.ids, [(int(start), int(end)) for start, end in encoding.offsets]
+
     def encode_array(self, text: str) -> np.ndarray:
         """Ids as a compact array (uint16 when the vocabulary allows): the fast path for corpora."""
         dtype = np.uint16 if self.vocab_size <= 1 << 16 else np.uint32

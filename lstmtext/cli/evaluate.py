@@ -57,6 +57,14 @@ def evaluate(
             help="Dynamic evaluation: per step, the fraction of the way back to the trained weights.",
         ),
     ] = 0.0,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png",
+            help="Classifier: write a reliability diagram (needs matplotlib).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Loss, perplexity, bits per token and bits per UTF-8 byte of a language model on DATA.
 
@@ -67,7 +75,8 @@ def evaluate(
     so the model adapts to the text it reads; the trained weights on disk are not changed.
 
     For a classifier, DATA is labelled (TSV, CSV, JSONL or a folder per label): accuracy,
-    macro-F1 and the confusion matrix.
+    macro-F1 and the confusion matrix, and how well calibrated its probabilities are: the
+    expected calibration error over 15 equal-width confidence bins and the reliability table.
     """
     tasks = [read_config(directory).model.task for directory in model]
     if len(set(tasks)) > 1:
@@ -84,8 +93,16 @@ def evaluate(
         from lstmtext.labelled import Columns
 
         columns = Columns(label=label_column, text=text_column)
-        render_metrics(evaluate_classifier(model, data, columns=columns, device=device), as_json)
+        metrics = evaluate_classifier(model, data, columns=columns, device=device)
+        render_metrics(metrics, as_json)
+        if png is not None and metrics.reliability is not None:
+            from lstmtext.cli.reliability_render import write_png
+
+            write_png(png, metrics.reliability, title=", ".join(str(m) for m in model))
+            typer.echo(f"wrote {png}", err=True)
         return
+    if png is not None:
+        raise ConfigError("--png draws a classifier's reliability diagram; this is a language model")
     dynamic = DynamicEvaluation(dynamic_lr, dynamic_decay) if dynamic_lr else None
     if dynamic is None and dynamic_decay:
         raise ConfigError("--dynamic-decay needs --dynamic-lr")

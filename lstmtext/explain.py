@@ -1,0 +1,216 @@
+"""Why did the classifier say that: each token's contribution to its verdict.
+
+Integrated gradients (Sundararajan, Taly and Yan 2017, "Axiomatic Attribution for Deep
+Networks") over the token embeddings. The function explained is the calibrated log-odds of
+the predicted class c,
+
+    f(z) = z_c / T - logsumexp_{j != c} (z_j / T)        (two classes: (z_c - z_other) / T)
+
+of the logits z the model gives to the embedded text x. Along the straight line from a
+baseline x' (the zero embedding: no token at all, the same at every position, so the model
+still reads T steps and only what the tokens carry is attributed) to x, the gradient of f
+is integrated by the trapezoid rule over `steps` intervals; token t's contribution is
+
+    a_t = sum_e (x - x')_{t,e} * mean over the path of df/dx_{t,e}.
+
+Completeness: sum_t a_t = f(x) - f(x') up to the error of the trapezoid rule (tested, and
+reported per explanation as `completeness_gap`). A positive a_t pushes towards the predicted
+class, a negative one against it; they are in nats of log-odds. All steps of the path run as
+one batch, one forward and one backward pass (cut into chunks of `max_batch_tokens` padded
+tokens for long texts: on CPU, chunks of about 12 rows of a 1,300-token review ran faster
+than one batch of 33, 1.1 against 2.2 s of CPU time).
+
+Where the path crosses a sharp change of the model's state (a long review can flip the
+LSTM from one regime to another within 1/100 of the path), no affordable number of steps
+integrates it exactly; `completeness_gap` then says how far off the sum is, and more
+`steps` narrow it.
+
+Scores per sentence are the sums of their tokens' contributions, so the sentences that carry
+a long review's verdict stand out.
+
+    explanation = explain(Predictor.load("runs/sentiment"), "Dull plot, but a moving ending.")
+    [(t.start, t.end, t.score) for t in explanation.tokens]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lstmtext.classify import Ensemble, Predictor
+from lstmtext.errors import ConfigError
+from lstmtext.model import Classifier
+
+DEFAULT_STEPS = 32
+BASELINE = "zero embedding"
+# Sentence ends: . ! ? (and closing quotes or brackets) before whitespace, blank lines and line
+# breaks, and the <br /> tags that IMDb reviews carry for paragraphs.
+_SENTENCE_BREAK = re.compile(
+    r"(?:(?<=[.!?\u2026])|(?<=[.!?\u2026][\"'\u201d\u2019)\]]))\s+|\n+|(?:\s*<br\s*/?>\s*)+"
+)
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    token_id: int
+    start: int  # text[start:end] is what the token stands for (see TextTokenizer.encode_with_offsets)
+    end: int
+    score: float  # contribution to the predicted class's log-odds: > 0 for it, < 0 against
+
+
+@dataclass(frozen=True)
+class SentenceScore:
+    start: int
+    end: int
+    score: float  # the sum of its tokens' scores
+
+
+@dataclass(frozen=True)
+class Explanation:
+    text: str
+    label: str  # the predicted class
+    probability: float  # its calibrated probability
+    probabilities: dict[str, float]
+    tokens: tuple[TokenScore, ...]
+    sentences: tuple[SentenceScore, ...]
+    value: float  # f at the input: the predicted class's calibrated log-odds
+    baseline_value: float  # f at the baseline
+    steps: int
+
+    @property
+    def completeness_gap(self) -> float:
+        """sum of the contributions - (f(input) - f(baseline)); 0 for exact integration."""
+        return sum(t.score for t in self.tokens) - (self.value - self.baseline_value)
+
+
+def log_odds(logits: Tensor, target: int, temperature: float) -> Tensor:
+    """logits (B, C) -> (B,) calibrated log-odds of class `target`."""
+    scaled = logits.float() / temperature
+    others = torch.cat([scaled[:, :target], scaled[:, target + 1 :]], dim=1)
+    return scaled[:, target] - torch.logsumexp(others, dim=1)
+
+
+def logits_from_embeddings(model: Classifier, embedded: Tensor, lengths: Tensor) -> Tensor:
+    """Classifier.forward from the embedding vectors (B, T, E) on, in eval mode, where both of
+    the core's dropouts and the head's are the identity; tests hold it equal to forward()."""
+    outputs, _ = model.core.lstm(embedded)  # zero initial state, as LSTMCore.run starts from
+    return model.head(model.pool(outputs, lengths))
+
+
+def explain(
+    predictor: Predictor | Ensemble,
+    text: str,
+    *,
+    steps: int = DEFAULT_STEPS,
+    max_batch_tokens: int = 16384,
+) -> Explanation:
+    """Integrated gradients of the predicted class's calibrated log-odds for one text."""
+    if isinstance(predictor, Ensemble):
+        raise ConfigError("explanations are of one classifier; give --model once")
+    if steps < 1:
+        raise ConfigError(f"integration steps must be at least 1, not {steps}")
+    model, tokenizer, temperature = predictor.model, predictor.tokenizer, predictor.temperature
+    ids, spans = tokenizer.encode_with_offsets(text)
+    if not ids:  # as classify does: an empty text is one <unk>
+        ids, spans = [tokenizer.unk_id], [(0, len(text))]
+    device = predictor.device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            token_ids = torch.tensor([ids], device=device)
+            logits = model(token_ids, torch.tensor([len(ids)], device=device)).float()
+        probabilities = torch.softmax(logits[0] / temperature, dim=-1)
+        target = int(probabilities.argmax())
+        embedded = model.core.embedding.weight[token_ids[0]].detach().float()  # (T, E)
+        baseline = torch.zeros_like(embedded)
+        gradient, values = _path_gradient(
+            model, embedded, baseline, target, temperature, steps, max_batch_tokens
+        )
+    finally:
+        model.train(was_training)
+    scores = ((embedded - baseline) * gradient).sum(dim=-1).cpu().tolist()  # (T,)
+    tokens = tuple(
+        TokenScore(token_id=int(i), start=s, end=e, score=float(a))
+        for i, (s, e), a in zip(ids, spans, scores, strict=True)
+    )
+    labels = predictor.labels
+    return Explanation(
+        text=text,
+        label=labels[target],
+        probability=float(probabilities[target]),
+        probabilities={label: float(p) for label, p in zip(labels, probabilities.tolist(), strict=True)},
+        tokens=tokens,
+        sentences=sentence_scores(text, tokens),
+        value=values[1],
+        baseline_value=values[0],
+        steps=steps,
+    )
+
+
+def _path_gradient(
+    model: Classifier,
+    embedded: Tensor,
+    baseline: Tensor,
+    target: int,
+    temperature: float,
+    steps: int,
+    max_batch_tokens: int,
+) -> tuple[Tensor, tuple[float, float]]:
+    """Trapezoid-rule mean of df/dx along baseline -> embedded (T, E); and (f(x'), f(x))."""
+    length = embedded.shape[0]
+    alphas = torch.linspace(0.0, 1.0, steps + 1, device=embedded.device)
+    weights = torch.full_like(alphas, 1.0 / steps)
+    weights[0] = weights[-1] = 0.5 / steps
+    rows_per_chunk = max(1, max_batch_tokens // length)
+    gradient = torch.zeros_like(embedded)
+    ends = [0.0, 0.0]
+    # cuDNN's LSTM backward refuses eval mode; the native kernel does not (CPU never uses cuDNN).
+    with torch.backends.cudnn.flags(enabled=False), torch.enable_grad():
+        for first in range(0, steps + 1, rows_per_chunk):
+            alpha = alphas[first : first + rows_per_chunk]  # (B,)
+            path = (baseline + alpha[:, None, None] * (embedded - baseline)).requires_grad_(True)  # (B, T, E)
+            lengths = torch.full((len(alpha),), length, device=embedded.device)
+            values = log_odds(logits_from_embeddings(model, path, lengths), target, temperature)  # (B,)
+            (grad,) = torch.autograd.grad(values.sum(), path)
+            gradient += (grad * weights[first : first + len(alpha), None, None]).sum(dim=0)
+            if first == 0:
+                ends[0] = values[0].item()
+            if first + len(alpha) == steps + 1:
+                ends[1] = values[-1].item()
+    return gradient, (ends[0], ends[1])
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`, surrounding whitespace left out."""
+    spans = []
+    start = 0
+    for match in [*_SENTENCE_BREAK.finditer(text), None]:
+        end = match.start() if match else len(text)
+        stripped = text[start:end]
+        lead = len(stripped) - len(stripped.lstrip())
+        trail = len(stripped.rstrip())
+        if trail > lead:
+            spans.append((start + lead, start + trail))
+        if match:
+            start = match.end()
+    return spans or [(0, len(text))]
+
+
+def sentence_scores(text: str, tokens: tuple[TokenScore, ...]) -> tuple[SentenceScore, ...]:
+    """Each sentence's summed token scores; a token counts for the sentence its first
+    non-space character is in (one in a break between sentences, for the one before)."""
+    spans = sentence_spans(text)
+    totals = [0.0] * len(spans)
+    k = 0
+    for token in sorted(tokens, key=lambda t: t.start):
+        start = token.start
+        while start < token.end and text[start].isspace():
+            start += 1
+        while k + 1 < len(spans) and spans[k + 1][0] <= start:
+            k += 1
+        totals[k] += token.score
+    return tuple(SentenceScore(s, e, total) for (s, e), total in zip(spans, totals, strict=True))
