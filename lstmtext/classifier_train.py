@@ -39,6 +39,8 @@ from lstmtext.errors import ConfigError
 from lstmtext.labelled import Columns, LabelledData, read_labelled
 from lstmtext.language_model import ModelShape
 from lstmtext.model import Classifier
+from lstmtext.run_directory import claim_run_directory
+from lstmtext.schedule import slanted_triangular
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import TrainEvent, autocast_context, fused_adam, resolve_precision, select_device
 
@@ -217,6 +219,11 @@ class ClassifierTrainer:
             # Only a time budget: anneal over the clock, so the run ends at a low rate on any machine.
             progress = min(1.0, elapsed / self.config.max_time)
             return 0.5 * (1 + math.cos(math.pi * progress))
+        if self.config.lr_schedule == "slanted":
+            if self.total_steps > warmup:
+                return slanted_triangular((self.step - warmup) / (self.total_steps - warmup))
+            if self.config.max_time:
+                return slanted_triangular(elapsed / self.config.max_time)
         return self.plateau_scale
 
     def _unfreeze(self) -> None:
@@ -450,12 +457,15 @@ def train_classifier(
     options: ClassifierOptions = ClassifierOptions(),
     on_event: Callable[[TrainEvent], None] | None = None,
     stop_event: threading.Event | None = None,
+    overwrite: bool = False,
 ) -> ClassifierResult:
-    """Read labelled data, build the tokenizer and model (fresh or from an LM), and fine-tune."""
+    """Read labelled data, build the tokenizer and model (fresh or from an LM), and fine-tune.
+
+    A folder that already holds files is refused unless `overwrite` clears the old run first."""
     out_dir = Path(out_dir)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
-    with ckpt.OutputLock(out_dir):
+    with claim_run_directory(out_dir, resume=False, overwrite=overwrite):
         data = read_labelled(sources, columns=options.columns)
         labels = data.label_names
         if options.val_sources:
@@ -510,4 +520,7 @@ def train_classifier(
             on_event=on_event,
             stop_event=stop_event,
         )
-        return trainer.fit()
+        try:
+            return trainer.fit()
+        except OSError as error:  # the loop reads nothing: a failed write (full disk, read-only)
+            raise ckpt.save_error(out_dir, error) from error

@@ -21,6 +21,14 @@ TASKS = ("lm", "classify")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
+# Upper bounds, so that an untrusted config.json cannot make loading build a model for minutes
+# or allocate gigabytes before its weights are even read.
+MAX_LAYERS = 256
+MAX_WIDTH = 1 << 16  # embedding and hidden size
+MAX_VOCAB = 1 << 24
+MAX_CLASSES = 10_000
+MAX_LABEL_CHARS = 200
+
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
@@ -61,10 +69,24 @@ class ModelConfig:
     num_classes: int = 0  # classify only
 
     def __post_init__(self) -> None:
-        _require(self.vocab_size >= 1, f"vocab size must be positive, not {self.vocab_size}")
-        _require(self.embedding_dim >= 1, f"embedding size must be positive, not {self.embedding_dim}")
-        _require(self.hidden_size >= 1, f"hidden size must be positive, not {self.hidden_size}")
-        _require(self.num_layers >= 1, f"layers must be at least 1, not {self.num_layers}")
+        _require(
+            1 <= self.vocab_size <= MAX_VOCAB, f"vocab size must be in 1..{MAX_VOCAB}, not {self.vocab_size}"
+        )
+        _require(
+            1 <= self.embedding_dim <= MAX_WIDTH,
+            f"embedding size must be in 1..{MAX_WIDTH}, not {self.embedding_dim}",
+        )
+        _require(
+            1 <= self.hidden_size <= MAX_WIDTH,
+            f"hidden size must be in 1..{MAX_WIDTH}, not {self.hidden_size}",
+        )
+        _require(
+            1 <= self.num_layers <= MAX_LAYERS, f"layers must be in 1..{MAX_LAYERS}, not {self.num_layers}"
+        )
+        _require(
+            0 <= self.num_classes <= MAX_CLASSES,
+            f"number of classes must be in 0..{MAX_CLASSES}, not {self.num_classes}",
+        )
         _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
         _require(
             0.0 <= self.embedding_dropout < 1.0,
@@ -103,7 +125,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int | None = None  # None: the whole validation stream
     patience: int | None = 5  # evaluations without improvement before stopping
-    lr_schedule: str = "plateau"  # plateau | cosine | constant
+    lr_schedule: str = "plateau"  # plateau | cosine | slanted | constant
     lr_decay: float = 0.5  # plateau: factor applied when validation stalls
     warmup_steps: int = 0
     ema: float = 0.0  # decay of the weight average that is evaluated and kept (0: no average)
@@ -138,10 +160,11 @@ class TrainConfig:
             self.patience is None or self.patience >= 1, f"patience must be positive, not {self.patience}"
         )
         _require(
-            self.lr_schedule in ("plateau", "cosine", "constant"),
-            f"lr schedule must be plateau, cosine or constant, not {self.lr_schedule!r}",
+            self.lr_schedule in ("plateau", "cosine", "slanted", "constant"),
+            f"lr schedule must be plateau, cosine, slanted or constant, not {self.lr_schedule!r}",
         )
         _require(0.0 < self.lr_decay <= 1.0, f"lr decay must be in (0, 1], not {self.lr_decay}")
+        _require(self.warmup_steps >= 0, f"warmup steps must be >= 0, not {self.warmup_steps}")
         _require(0.0 <= self.ema < 1.0, f"ema decay must be in [0, 1), not {self.ema}")
         _require(self.activation_penalty >= 0, f"AR must be >= 0, not {self.activation_penalty}")
         _require(self.temporal_penalty >= 0, f"TAR must be >= 0, not {self.temporal_penalty}")
@@ -175,8 +198,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         version = data.get("format_version")
-        if not isinstance(version, int):
+        if version is None:
             raise CheckpointError("config.json has no format_version: not an lstmtext checkpoint")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CheckpointError(f"config.json: format_version must be a whole number >= 1, not {version!r}")
         if version > FORMAT_VERSION:
             raise CheckpointError(
                 f"checkpoint format version {version} is newer than this lstmtext "
@@ -188,7 +213,7 @@ class RunConfig:
                 tokenizer=_build(TokenizerConfig, data["tokenizer"]),
                 model=_build(ModelConfig, data["model"]),
                 train=_build(TrainConfig, data.get("train", {})),
-                labels=tuple(data.get("labels", ())),
+                labels=_labels(data.get("labels", [])),
                 temperature=_temperature(data.get("temperature", 1.0)),
                 format_version=version,
             )
@@ -203,6 +228,10 @@ class RunConfig:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise CheckpointError(f"config.json is not valid JSON ({error})") from None
+        except RecursionError:
+            raise CheckpointError("config.json is nested too deeply to be an lstmtext config") from None
+        except ValueError as error:  # e.g. an integer of more digits than Python converts
+            raise CheckpointError(f"config.json is not valid JSON ({error})") from None
         if not isinstance(data, dict):
             raise CheckpointError("config.json is not a JSON object")
         return cls.from_dict(data)
@@ -214,9 +243,39 @@ def _temperature(value: Any) -> float:
     return float(value)
 
 
+def _labels(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_CLASSES:
+        raise ConfigError(f"labels must be a list of at most {MAX_CLASSES} strings")
+    for label in value:
+        if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_CHARS:
+            raise ConfigError(f"each label must be a string of 1 to {MAX_LABEL_CHARS} characters")
+    return tuple(value)
+
+
 def _build(kind: type, values: Any) -> Any:
     if not isinstance(values, dict):
         raise TypeError(f"{kind.__name__} must be an object")
-    known = {f.name for f in dataclasses.fields(kind)}
+    fields = {f.name: f for f in dataclasses.fields(kind)}
     # Unknown keys come from newer minor versions; dropping them keeps old readers working.
-    return kind(**{k: v for k, v in values.items() if k in known})
+    kept = {k: v for k, v in values.items() if k in fields}
+    for name, value in kept.items():
+        _check_type(f"{kind.__name__}.{name}", str(fields[name].type), value)
+    return kind(**kept)
+
+
+def _check_type(name: str, annotation: str, value: Any) -> None:
+    """The JSON type a field's annotation asks for ("int", "float | None", ...): a float hidden
+    size or a string dropout is refused here, not deep inside torch."""
+    kinds = {part.strip() for part in annotation.split("|")}
+    if value is None:
+        ok = "None" in kinds
+    elif isinstance(value, bool):
+        ok = "bool" in kinds
+    elif isinstance(value, int):
+        ok = bool(kinds & {"int", "float"})
+    elif isinstance(value, float):
+        ok = "float" in kinds
+    else:
+        ok = isinstance(value, str) and "str" in kinds
+    if not ok:
+        raise ConfigError(f"{name} must be of type {annotation}, not {type(value).__name__} {value!r:.40}")

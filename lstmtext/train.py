@@ -31,6 +31,7 @@ from lstmtext.ensemble import mixture_nll
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel, State
 from lstmtext.regularisation import ActivationPenalty
+from lstmtext.schedule import slanted_triangular
 from lstmtext.tokenizer import TextTokenizer
 
 # Batches between dropping the pages of a memory-mapped corpus from RSS: each batch maps about
@@ -235,7 +236,8 @@ def evaluate_stream(
 
 
 class LearningRate:
-    """Warmup, then plateau decay, cosine decay or a constant rate. Its state is plain JSON."""
+    """Warmup, then plateau decay, cosine decay, ULMFiT's slanted triangle or a constant rate. Its state is
+    plain JSON."""
 
     def __init__(self, config: TrainConfig, total_steps: int) -> None:
         self.config = config
@@ -248,7 +250,7 @@ class LearningRate:
         base = self.config.lr * self.plateau_scale
         if self.config.warmup_steps and step < self.config.warmup_steps:
             return base * (step + 1) / self.config.warmup_steps
-        if self.config.lr_schedule != "cosine":
+        if self.config.lr_schedule not in ("cosine", "slanted"):
             return base
         if self.total_steps > 0:
             progress = min(step / self.total_steps, 1.0)
@@ -256,6 +258,8 @@ class LearningRate:
             progress = min(elapsed / self.config.max_time, 1.0)
         else:
             return base
+        if self.config.lr_schedule == "slanted":
+            return base * slanted_triangular(progress)
         return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def on_stall(self) -> None:
@@ -283,8 +287,11 @@ class Trainer:
         stop_event: threading.Event | None = None,
         model: LanguageModel | None = None,
         distributed: Distributed | None = None,
+        fingerprint: dict[str, str] | None = None,
     ) -> None:
         config = run_config.train
+        # sha256 of tokenizer and corpus ids: a resume checks it against the checkpoint's.
+        self.fingerprint = fingerprint
         self.dist = distributed or Distributed()
         world = self.dist.world_size
         self.on_event = (on_event or (lambda event: None)) if self.dist.is_main else (lambda event: None)
@@ -378,6 +385,7 @@ class Trainer:
             if self.device.type == "cuda"
             else [],
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "fingerprint": self.fingerprint,
         }
 
     def save_resume(self) -> None:
@@ -442,15 +450,13 @@ class Trainer:
         try:
             yield
         except OSError as error:
-            raise CheckpointError(
-                f"cannot save a checkpoint in {self.out_dir}: {error.strerror or error}; "
-                "the checkpoints saved before are intact (free space, then continue with --resume)"
-            ) from error
+            raise ckpt.save_error(self.out_dir, error) from error
 
     def restore(self, directory: Path) -> None:
         """Put model, optimizer, RNG and loop position back as they were at `directory`'s save."""
         directory = ckpt.resume_directory(directory)
         tensors, state = ckpt.read_resume_checkpoint(directory)
+        self._check_fingerprint(state.get("fingerprint"))
         ckpt.load_weights(self.model, directory / ckpt.WEIGHTS)
         self.model.to(self.device)
         try:
@@ -497,6 +503,18 @@ class Trainer:
                     self.out_dir / ckpt.METRICS, "".join(json.dumps(h) + "\n" for h in self.history)
                 )
         self.last_saved_step = self.step
+
+    def _check_fingerprint(self, saved: object) -> None:
+        """Checkpoints from before fingerprints (or a caller without one) are not checked."""
+        if not isinstance(saved, dict) or not self.fingerprint:
+            return
+        what = {"tokenizer": "tokenizer", "corpus": "corpus (or its validation split)"}
+        for key, name in what.items():
+            if key in saved and key in self.fingerprint and saved[key] != self.fingerprint[key]:
+                raise CheckpointError(
+                    f"cannot resume {self.out_dir}: the {name} differs from the one the run trained "
+                    "on; resume with the same data and options, or start a new run"
+                )
 
     # ----- the loop ----------------------------------------------------------------
 
@@ -609,8 +627,9 @@ class Trainer:
                 raise CheckpointError(f"nothing to resume: {last} does not exist")
             self.restore(last)
         elif self.dist.is_main:
-            ckpt.write_model_files(self.out_dir, self.run_config, self.tokenizer, self.model)
-            ckpt.atomic_write_text(self.out_dir / ckpt.METRICS, "")  # a new run: no earlier run's records
+            with self._saving():
+                ckpt.write_model_files(self.out_dir, self.run_config, self.tokenizer, self.model)
+                ckpt.atomic_write_text(self.out_dir / ckpt.METRICS, "")  # a new run: no earlier run's records
         self._started = time.perf_counter()
         self.model.train()
         batches = self._batches()
@@ -677,7 +696,7 @@ class Trainer:
             elif self.step > 0:
                 self._eval_and_save(last_loss, self.schedule.at(self.step, self.clock))
         if self.best_step is None and self.step > 0 and stop_reason != "diverged" and self.dist.is_main:
-            with kept_weights(self.average):  # no validation: last is best
+            with self._saving(), kept_weights(self.average):  # no validation: last is best
                 ckpt.save_weights(self.model, self.out_dir / ckpt.WEIGHTS)
         return TrainResult(
             steps=self.step,

@@ -46,6 +46,7 @@ class Optimizer(str, Enum):
 class Schedule(str, Enum):
     plateau = "plateau"
     cosine = "cosine"
+    slanted = "slanted"
     constant = "constant"
 
 
@@ -96,6 +97,36 @@ def _command_line(ctx: typer.Context, leave_out: set[str]) -> list[str]:
                 options += [param.opts[0], text]
     debug = ctx.parent is not None and ctx.parent.params.get("debug")
     return [*(["--debug"] if debug else []), "train", *options, "--", *positional]
+
+
+# Options that set a ModelShape or TokenizerConfig field, by field name.
+SHAPE_OPTIONS = {
+    "embed": "embedding_dim",
+    "hidden": "hidden_size",
+    "layers": "num_layers",
+    "dropout": "dropout",
+    "embed_dropout": "embedding_dropout",
+    "locked_dropout": "locked_dropout",
+    "weight_drop": "weight_drop",
+    "tie_weights": "tie_weights",
+    "softmax_cutoff": "softmax_cutoff",
+    "level": "level",
+    "vocab_size": "vocab_size",
+    "min_frequency": "min_frequency",
+    "max_vocab": "max_vocab",
+    "lowercase": "lowercase",
+}
+
+
+def _typed_fields(ctx: typer.Context) -> set[str]:
+    """The model and tokenizer fields the user set on the command line: a resume checks those
+    against the run's, and takes the rest from it."""
+    typed = set()
+    for option, field in SHAPE_OPTIONS.items():
+        source = ctx.get_parameter_source(option)
+        if source is not None and source.name == "COMMANDLINE":
+            typed.add(field)
+    return typed
 
 
 def _launch(nproc: int, max_restarts: int, args: list[str]) -> int:
@@ -199,7 +230,10 @@ def train(
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", rich_help_panel=OPTIM)] = Optimizer.adam,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)] = 0.0,
     schedule: Annotated[
-        Schedule, typer.Option(help="Learning-rate schedule.", rich_help_panel=OPTIM)
+        Schedule,
+        typer.Option(
+            help="Learning-rate schedule (slanted: ULMFiT's slanted triangle).", rich_help_panel=OPTIM
+        ),
     ] = Schedule.plateau,
     warmup: Annotated[int, typer.Option(help="Warm-up steps.", rich_help_panel=OPTIM)] = 0,
     clip: Annotated[
@@ -256,6 +290,14 @@ def train(
     ] = 2,
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its last checkpoint.", rich_help_panel=RUN)
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the run already in --out (its files are removed first); without it, or "
+            "--resume, a folder that holds files is refused.",
+            rich_help_panel=RUN,
+        ),
     ] = False,
     random_state: Annotated[
         int, typer.Option(help="Random seed for weights, dropout and sampling.", rich_help_panel=RUN)
@@ -359,6 +401,10 @@ def train(
         raise ConfigError(
             "--task classify trains in one process from the start: no --resume, --nproc or torchrun"
         )
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out, --overwrite replaces it: not both")
+    if max_time is not None and not max_time > 0:  # checked here, in the minutes the user gave
+        raise ConfigError(f"--max-time must be a positive number of minutes, not {max_time}")
     if nproc > 1 or max_restarts > 0:
         raise typer.Exit(_launch(nproc, max_restarts, _command_line(ctx, {"nproc", "max_restarts"})))
     rank = distributed.from_environment()
@@ -438,7 +484,9 @@ def train(
             discriminative_lr=discriminative_lr,
             class_weights=class_weights,
         )
-        train_classifier_command(corpus, tokenizer_config, shape, train_config, out, options=options)
+        train_classifier_command(
+            corpus, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
+        )
         return
     unit = "char" if level is Level.char else "token"
     display = TrainingDisplay(unit=unit) if rank.is_main else None  # rank 0 alone reports
@@ -451,6 +499,8 @@ def train(
             out,
             val_sources=val,
             resume=resume,
+            overwrite=overwrite,
+            shape_fields=_typed_fields(ctx),
             encoding=encoding,
             errors=errors,
             on_event=display,
