@@ -251,9 +251,9 @@ def test_cli_export_and_its_errors(cli, lm_dir: Path, tmp_path: Path) -> None:
 
 @needs_onnx
 def test_readme_sampling_snippet_runs_without_lstmtext(onnx_lm: Path) -> None:
-    """examples/sample_onnx.py is quoted whole in the README, and runs with lstmtext unimportable."""
+    """examples/sample_onnx.py is quoted whole in docs/export.md, and runs with lstmtext unimportable."""
     snippet = EXAMPLE.read_text(encoding="utf-8")
-    assert snippet.strip() in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert snippet.strip() in (ROOT / "docs" / "export.md").read_text(encoding="utf-8")
     # `import lstmtext` anywhere in the snippet would fail: None in sys.modules blocks the import.
     runner = (
         "import runpy, sys; sys.modules['lstmtext'] = None; "
