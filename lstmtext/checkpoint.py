@@ -22,18 +22,19 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from lstmtext.config import RunConfig
+from lstmtext.config import ModelConfig, RunConfig
 from lstmtext.errors import CheckpointError, OutputLocked, TokenizerError
-from lstmtext.files import atomic_write_bytes, atomic_write_text
+from lstmtext.files import atomic_write_bytes, atomic_write_text, os_error_text
 from lstmtext.model import Classifier, LanguageModel, build_model
 from lstmtext.tokenizer import TextTokenizer
 
@@ -69,6 +70,28 @@ def read_metrics(directory: Path) -> list[dict[str, Any]]:
             if isinstance(record, dict):
                 records.append(record)
     return records
+
+
+def save_error(out_dir: Path, error: OSError) -> CheckpointError:
+    """One true line for a save that failed (full disk, read-only folder): why, and what of
+    the run is still on disk, read from the disk rather than assumed."""
+    last = resume_directory(out_dir / "checkpoints" / "last")
+    kept = "nothing of this run was saved yet"
+    step = _saved_step(last / TRAINER_STATE)
+    best = _saved_step(out_dir / BEST)
+    if step is not None:
+        kept = f"the checkpoint of step {step} is intact (free space, then continue with --resume)"
+    elif best is not None:
+        kept = f"the best model so far (step {best}) is intact"
+    return CheckpointError(f"cannot save a checkpoint in {out_dir}: {os_error_text(error)}; {kept}")
+
+
+def _saved_step(path: Path) -> int | None:
+    try:
+        step = json.loads(path.read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
 
 
 def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -136,6 +159,53 @@ class Checkpoint:
     path: Path
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few KB; a bigger one is not ours
+MAX_TOKENIZER_BYTES = 1 << 30
+
+
+def _check_regular(path: Path, max_bytes: int | None = None) -> None:
+    """A FIFO or device named config.json would block the reader forever; a huge file would
+    be read whole. Both are refused before opening."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file")
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        raise CheckpointError(f"{path} is {path.stat().st_size:,} bytes, more than an lstmtext file holds")
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header, without reading any tensor."""
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing")
+    _check_regular(path)
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is not a valid safetensors file (truncated or corrupt?): {error}"
+        ) from None
+
+
+def check_weight_shapes(model_config: ModelConfig, path: Path) -> None:
+    """The sizes in config.json against the tensors in the weights file, before the model is
+    built: an edited config (10^4 layers, hidden size 20000) must not make loading hang or
+    allocate gigabytes first. The expected shapes come from the model built on the meta
+    device, which allocates nothing."""
+    found = weight_shapes(path)
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in build_model(model_config).state_dict().items()}
+    missing = set(expected) - set(found) - {"head.weight"}  # a tied head is stored once
+    unexpected = set(found) - set(expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match the model in config.json "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    for name, shape in found.items():
+        if shape != expected[name]:
+            raise CheckpointError(f"{path}: {name} has shape {shape}, config.json implies {expected[name]}")
+
+
 def read_config(directory: Path) -> RunConfig:
     directory = Path(directory)
     if not directory.exists():
@@ -143,6 +213,9 @@ def read_config(directory: Path) -> RunConfig:
     if not directory.is_dir():
         raise CheckpointError(f"{directory} is not a directory (a checkpoint is a folder with {CONFIG})")
     path = directory / CONFIG
+    if not path.exists():
+        raise CheckpointError(f"{directory} is not a checkpoint: {CONFIG} is missing")
+    _check_regular(path, MAX_CONFIG_BYTES)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -163,6 +236,7 @@ def load_checkpoint(directory: Path | str, *, task: str | None = None, device: s
         )
     if not (directory / TOKENIZER).exists():
         raise CheckpointError(f"{directory} is not a complete checkpoint: {TOKENIZER} is missing")
+    _check_regular(directory / TOKENIZER, MAX_TOKENIZER_BYTES)
     try:
         tokenizer = TextTokenizer.load(directory / TOKENIZER)
     except TokenizerError as error:
@@ -172,6 +246,7 @@ def load_checkpoint(directory: Path | str, *, task: str | None = None, device: s
             f"{directory}: tokenizer has {tokenizer.vocab_size} tokens but the model expects "
             f"{config.model.vocab_size}"
         )
+    check_weight_shapes(config.model, directory / WEIGHTS)
     model = build_model(config.model)
     load_weights(model, directory / WEIGHTS)
     model.to(device)
@@ -288,34 +363,65 @@ def read_resume_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], di
 class OutputLock:
     """A lock file in the run directory so two trainings never write into one."""
 
+    # An empty lock may be one another writer is filling (earlier lstmtext created the file,
+    # then wrote its PID); only after this long is it taken for the leftover of a crash.
+    EMPTY_GRACE_SECONDS = 10.0
+
     def __init__(self, directory: Path) -> None:
         self.path = directory / LOCK
         self.held = False
 
     def __enter__(self) -> OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._stale():
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
-                    continue
+        for _ in range(3):
+            if self._create():
+                self.held = True
+                return self
+            if not self._stale():
                 raise OutputLocked(
                     f"{self.path.parent} is in use by another training (lock {self.path}); "
                     "choose another --out or wait for it to finish"
-                ) from None
+                )
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        raise OutputLocked(f"cannot take the lock {self.path}")
+
+    def _create(self) -> bool:
+        """Make the lock appear already holding our PID: written to a temp file, then linked
+        into place (link fails if the lock exists). A lock created empty and filled after would
+        be seen empty, taken for stale, and shared by two runs."""
+        temp = self.path.with_name(f"{LOCK}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        temp.write_text(str(os.getpid()))
+        try:
+            os.link(temp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive create, then fill
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
             with os.fdopen(fd, "w") as handle:
                 handle.write(str(os.getpid()))
-            self.held = True
-            return self
-        raise OutputLocked(f"cannot take the lock {self.path}")
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()
 
     def _stale(self) -> bool:
         try:
-            pid = int(self.path.read_text().strip() or "0")
-        except (OSError, ValueError):
+            text = self.path.read_text().strip()
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return True  # released meanwhile: try again
+        except OSError:
+            return False
+        if not text:
+            return age > self.EMPTY_GRACE_SECONDS
+        try:
+            pid = int(text)
+        except ValueError:
             return True
         if pid <= 0 or pid == os.getpid():
             return pid <= 0

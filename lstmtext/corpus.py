@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import math
 import mmap
 import os
 import sys
@@ -124,6 +125,29 @@ def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndar
         raise CorpusError(f"validation fraction must be in [0, 1), not {val_fraction}")
     cut = int(len(ids) * (1.0 - val_fraction))
     return ids[:cut], ids[cut:]
+
+
+# ids_digest hashes at most this many bytes of ids: a memory-mapped corpus of many GB is
+# sampled in evenly spread blocks rather than read whole at every start.
+DIGEST_BYTES = 256 << 20
+DIGEST_BLOCK = 1 << 20
+
+
+def ids_digest(*arrays: np.ndarray | None) -> str:
+    """sha256 of token-id arrays (their lengths, and their bytes or an even sample of them)."""
+    digest = hashlib.sha256()
+    for ids in arrays:
+        if ids is None:
+            digest.update(b"none")
+            continue
+        data = np.asarray(ids)
+        digest.update(f"{data.dtype.str}:{len(data)};".encode())
+        step = max(1, DIGEST_BLOCK // max(1, data.itemsize))
+        blocks = range(0, len(data), step)
+        stride = max(1, math.ceil(len(blocks) * DIGEST_BLOCK / DIGEST_BYTES))
+        for start in blocks[::stride]:
+            digest.update(np.ascontiguousarray(data[start : start + step]).tobytes())
+    return digest.hexdigest()
 
 
 def fit_batch_shape(num_tokens: int, batch_size: int, seq_len: int) -> tuple[int, int, str | None]:

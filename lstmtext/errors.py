@@ -45,3 +45,9 @@ class TrainingDiverged(LstmTextError):
 
 class OutputLocked(LstmTextError):
     """Another training run holds the output directory."""
+
+
+class Interrupted(LstmTextError):
+    """Ctrl-C in a command, carried past typer, which would turn it into a silent exit 130."""
+
+    exit_code = 130

@@ -23,6 +23,7 @@ small cost in accuracy (measured by benchmarks/export_speed.py).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -57,6 +58,7 @@ class ExportError(LstmTextError):
 class ExportOptions:
     format: str = "onnx"  # onnx | pt2
     quantize: str | None = None  # int8: dynamic int8 weights (onnx only)
+    overwrite: bool = False  # replace whatever export files the folder holds
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -330,14 +332,53 @@ def export_info(checkpoint: ckpt.Checkpoint, options: ExportOptions, signature: 
     return info
 
 
+EXPORT_FILES = (*(f"model.{f}" for f in FORMATS), ckpt.TOKENIZER, EXPORT_INFO)
+
+
+def source_digest(model_dir: Path) -> str:
+    """sha256 of a checkpoint's config, tokenizer and weights: which model an export came from."""
+    digest = hashlib.sha256()
+    for name in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.WEIGHTS):
+        with open(model_dir / name, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _claim_folder(out_dir: Path, source: str, overwrite: bool) -> None:
+    """Refuse a folder that holds files, unless it is an earlier export of the same model
+    (exporting again replaces it) or `overwrite`: another run's tokenizer.json must not be
+    replaced without a word."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file; the export goes into a folder")
+    held = {entry.name for entry in out_dir.iterdir()}
+    if not held:
+        return
+    same_model = False
+    if held <= set(EXPORT_FILES) and EXPORT_INFO in held:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            same_model = json.loads((out_dir / EXPORT_INFO).read_text()).get("source_sha256") == source
+    if not (same_model or overwrite):
+        shown = ", ".join(sorted(held)[:3]) + (", ..." if len(held) > 3 else "")
+        raise ExportError(
+            f"{out_dir} already holds files ({shown}) that are not an earlier export of this model: "
+            "pick an empty folder, or pass --overwrite to replace them"
+        )
+
+
 def export_model(
     model_dir: Path | str, out_dir: Path | str, options: ExportOptions = ExportOptions()
 ) -> ExportResult:
-    """Export the checkpoint in `model_dir` into the folder `out_dir` (created; our files replaced)."""
+    """Export the checkpoint in `model_dir` into the folder `out_dir`: created, or an empty one,
+    or an earlier export of the same model, or any with `options.overwrite` (our files replaced)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir} is a file; the export goes into a folder")
     checkpoint = ckpt.load_checkpoint(model_dir, device="cpu")
+    source = source_digest(Path(model_dir))
+    _claim_folder(out_dir, source, options.overwrite)
     model = checkpoint.model.float().eval()
     model.core.implementation = "fused"  # the exporters map nn.LSTM onto ONNX's LSTM operator
     signature = step_signature(model)
@@ -349,11 +390,15 @@ def export_model(
     else:
         data = _pt2_bytes(signature)
     info = export_info(checkpoint, options, signature)
+    info["source_sha256"] = source
     model_path = out_dir / options.file_name
     atomic_write_bytes(model_path, data)
     atomic_write_text(out_dir / ckpt.TOKENIZER, checkpoint.tokenizer.to_str())
     # Written last: a folder with export.json is a complete export.
     atomic_write_text(out_dir / EXPORT_INFO, json.dumps(info, indent=1) + "\n")
+    for other in FORMATS:  # an earlier export's model in the other format: export.json names one
+        if other != options.format:
+            (out_dir / f"model.{other}").unlink(missing_ok=True)
     return ExportResult(directory=out_dir, model_path=model_path, info=info)
 
 

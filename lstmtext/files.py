@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 from pathlib import Path
 
 
@@ -27,3 +29,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def os_error_text(error: OSError) -> str:
+    """A short reason for a failed write: "No space left on device", not the list of
+    (source, destination, reason) tuples that shutil.copytree raises, one per file."""
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list) and error.args[0]:
+        failures = error.args[0]
+        first = failures[0][-1] if isinstance(failures[0], tuple) else failures[0]
+        reason = re.match(r"\[Errno \d+\] ([^:]+)", str(first))
+        text = reason.group(1) if reason else str(first).splitlines()[0][:200]
+        return text + (f" ({len(failures)} files)" if len(failures) > 1 else "")
+    return error.strerror or str(error).splitlines()[0][:200] or type(error).__name__

@@ -17,11 +17,12 @@ An empty seed starts from a newline (char and BPE level) or from <eos> (word lev
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
+from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
 from lstmtext.inference import PRECISIONS, InferenceStep, StepState
 from lstmtext.model import LanguageModel
@@ -311,6 +312,44 @@ def stream(
         yield piece
 
 
+# Samples are made in batches of at most this many rows, and of at most SAMPLE_BATCH_BYTES of
+# logits and state: --num-samples 100000000 in one batch asked for 12.8 GB, and its giant
+# tensor ops kept Ctrl-C waiting for seconds. Short steps on a bounded batch see it at once.
+MAX_BATCH_ROWS = 4096
+SAMPLE_BATCH_BYTES = 256 << 20
+
+
+def batch_rows(config: ModelConfig, num_samples: int) -> int:
+    """Rows sampled together: all `num_samples`, up to the bounds above."""
+    # float32 per row: logits and the sampler's copies of them (about 6 x V), h and c of
+    # every layer with the step's buffers (about 4 x L x H), the input slot (E).
+    per_row = 4 * (6 * config.vocab_size + 4 * config.num_layers * config.hidden_size + config.embedding_dim)
+    return max(1, min(num_samples, MAX_BATCH_ROWS, SAMPLE_BATCH_BYTES // per_row))
+
+
+def sample_in_batches(
+    model: LanguageModel,
+    tokenizer: TextTokenizer,
+    seed_text: str,
+    config: GenerateConfig,
+    generator: torch.Generator | None,
+    *,
+    step: InferenceStep | None = None,
+) -> Iterator[list[str]]:
+    """The `config.num_samples` continuations of `seed_text`, one list per batch of
+    batch_rows() rows, in order; the rows of a batch finish together."""
+    rows = batch_rows(model.config, config.num_samples)
+    for first in range(0, config.num_samples, rows):
+        batch = replace(config, num_samples=min(rows, config.num_samples - first))
+        session = Session(model, tokenizer, batch, generator, step=step)
+        step = session.step  # the arranged weights serve every batch
+        session.feed(seed_text)
+        texts = [""] * session.rows
+        for row, piece in session.sample():
+            texts[row] += piece
+        yield texts
+
+
 def generate(
     model: LanguageModel,
     tokenizer: TextTokenizer,
@@ -319,11 +358,10 @@ def generate(
     generator: torch.Generator | None,
 ) -> list[str]:
     """The continuations of `seed_text`: `num_samples` of them, or the beam's best one."""
-    session = Session(model, tokenizer, config, generator)
-    session.feed(seed_text)
     if config.beam > 1:
+        session = Session(model, tokenizer, config, generator)
+        session.feed(seed_text)
         return [session.beam_search()]
-    texts = [""] * session.rows
-    for row, piece in session.sample():
-        texts[row] += piece
-    return texts
+    return [
+        text for batch in sample_in_batches(model, tokenizer, seed_text, config, generator) for text in batch
+    ]

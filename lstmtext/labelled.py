@@ -28,6 +28,10 @@ from lstmtext.errors import DataError
 
 FORMATS = ("auto", "tsv", "csv", "jsonl", "folders")
 UNLABELLED = "unsup"  # the folder of unlabelled reviews beside pos/ and neg/ in IMDb
+# Training data with more classes than this, or with most classes seen once (from this many
+# classes on), has its columns swapped or mis-named: the texts were read as labels.
+MAX_CLASSES = 100
+FEW_CLASSES = 4
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,12 @@ def read_labelled(
         raise DataError("no labelled data given")
     if fmt not in FORMATS:
         raise DataError(f"unknown labelled-data format {fmt!r} (one of {', '.join(FORMATS)})")
+    # Training data (no model's labels to check against) is also checked for the signs of
+    # columns read wrongly: a header that names other columns, labels that are texts.
+    training = known_labels is None and min_classes >= 2
     data = LabelledData((), (), ())
     for source in sources:
-        data = data + _read_one(str(source), columns, encoding, fmt)
+        data = data + _read_one(str(source), columns, encoding, fmt, training)
     if known_labels is not None:
         known = set(known_labels)
         for label, origin in zip(data.labels, data.origins, strict=True):
@@ -105,10 +112,26 @@ def read_labelled(
             f"{', '.join(map(str, sources))}: only one class ({names[0]!r}) in {len(data)} examples; "
             f"a classifier needs at least {min_classes}"
         )
+    if training:
+        _check_labels_look_like_classes(data, columns)
     return data
 
 
-def _read_one(source: str, columns: Columns, encoding: str, fmt: str) -> LabelledData:
+def _check_labels_look_like_classes(data: LabelledData, columns: Columns) -> None:
+    """Refuse label sets that are really texts (swapped or mis-named columns): otherwise a
+    classifier trains with one class per example, and says nothing."""
+    counts = Counter(data.labels)
+    once = sum(1 for count in counts.values() if count == 1)
+    if len(counts) > MAX_CLASSES or (len(counts) >= FEW_CLASSES and once * 2 > len(counts)):
+        examples = ", ".join(repr(label[:30]) for label in list(counts)[:3])
+        raise DataError(
+            f"{data.origins[0].rsplit(':', 1)[0]}: {len(counts)} different labels ({examples}, ...), "
+            f"{once} of them seen once: these look like texts, not classes; is {columns.label!r} "
+            "the label column? name it with --label-column (and the text with --text-column)"
+        )
+
+
+def _read_one(source: str, columns: Columns, encoding: str, fmt: str, training: bool) -> LabelledData:
     path = Path(source)
     if source != "-" and not path.exists():
         path = _catalogue_file(source) or path
@@ -131,7 +154,7 @@ def _read_one(source: str, columns: Columns, encoding: str, fmt: str) -> Labelle
         return _read_jsonl(name, lines, columns)
     if fmt == "csv":
         return _read_csv(name, text, columns)
-    return _read_tsv(name, lines, columns)
+    return _read_tsv(name, lines, columns, training)
 
 
 def _catalogue_file(source: str) -> Path | None:
@@ -189,7 +212,19 @@ def _is_header(fields: list[str], columns: Columns) -> bool:
     return columns.label in names or columns.text in names
 
 
-def _read_tsv(name: str, lines: list[str], columns: Columns) -> LabelledData:
+def _names_columns(fields: list[str], lines: list[str], first_row: int) -> bool:
+    """Whether the first row of a headerless-looking TSV names columns (`sentiment<TAB>review`):
+    every field a short identifier, its "label" found on no other row, while every label of
+    the (at least 4) other rows occurs twice or more."""
+    if len(fields) < 2 or not all(field.strip().replace("_", "").isalpha() for field in fields):
+        return False
+    if any(len(field.strip()) > 32 for field in fields):
+        return False
+    counts = Counter(line.split("\t", 1)[0].strip() for line in lines[first_row + 1 :] if line.strip())
+    return sum(counts.values()) >= 4 and fields[0].strip() not in counts and min(counts.values()) >= 2
+
+
+def _read_tsv(name: str, lines: list[str], columns: Columns, training: bool = False) -> LabelledData:
     texts: list[str] = []
     labels: list[str] = []
     origins: list[str] = []
@@ -198,6 +233,12 @@ def _read_tsv(name: str, lines: list[str], columns: Columns) -> LabelledData:
         raise DataError(f"{name}: no labelled examples (the file is empty)")
     header = lines[first_row].split("\t")
     has_header = len(header) >= 2 and _is_header(header, columns)
+    if training and not has_header and _names_columns(header, lines, first_row):
+        raise DataError(
+            f"{name}:{first_row + 1}: looks like a header naming the columns "
+            f"({', '.join(repr(field.strip()) for field in header)}), not an example; name the "
+            f"label and text columns with --label-column and --text-column"
+        )
     if has_header:
         label_index, text_index = _header_index(name, header, columns, "\t")
         width = len(header)

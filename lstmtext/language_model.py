@@ -7,12 +7,15 @@ metrics = evaluate_language_model("runs/lm", ["valid.txt"])
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lstmtext import checkpoint as ckpt
@@ -25,12 +28,13 @@ from lstmtext.bigcorpus import (
     read_sample,
 )
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
-from lstmtext.corpus import TokenStream, read_text, split_ids
+from lstmtext.corpus import TokenStream, ids_digest, read_text, split_ids
 from lstmtext.distributed import Distributed, process_group
 from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
 from lstmtext.ensemble import check_same_tokenizer
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel
+from lstmtext.run_directory import claim_run_directory
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import Trainer, TrainEvent, TrainResult, evaluate_stream, select_device
 
@@ -73,6 +77,8 @@ def train_language_model(
     *,
     val_sources: Sequence[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
+    shape_fields: Collection[str] | None = None,
     encoding: str = "utf-8",
     errors: str = "strict",
     on_event: Callable[[TrainEvent], None] | None = None,
@@ -87,15 +93,30 @@ def train_language_model(
     the process group is joined here, and every rank must call this with the same arguments.
     A single UTF-8 file of `big_corpus_bytes` or more (any size with `cache_dir`) is memory-mapped
     from an id cache instead of read whole (see lstmtext.bigcorpus).
+
+    A folder that holds files is refused unless `resume` continues its run or `overwrite`
+    clears it first. On resume the checkpoint's model and tokenizer are kept; `shape` and
+    `tokenizer_config` must agree with them in `shape_fields` (names of ModelShape and
+    TokenizerConfig fields the caller set; None: all of them), and the corpus and tokenizer
+    must be those the run trained on.
     """
     out_dir = Path(out_dir)
     distributed = distributed or Distributed()
+    if tokenizer_config.level == "char" and shape.softmax_cutoff:
+        raise ConfigError(
+            "a two-level softmax (softmax cutoff) needs a word or BPE vocabulary; "
+            "a char-level one is too small to gain from it"
+        )
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     device = distributed.device_for(select_device(train_config.device))
     # Only rank 0 writes into out_dir, so only it holds the lock.
-    lock = ckpt.OutputLock(out_dir) if distributed.is_main else contextlib.nullcontext()
-    with process_group(distributed, device), lock:
+    claim = (
+        claim_run_directory(out_dir, resume=resume, overwrite=overwrite)
+        if distributed.is_main
+        else contextlib.nullcontext()
+    )
+    with process_group(distributed, device), claim:
         big = big_corpus_file(
             sources, encoding=encoding, errors=errors, cache_dir=cache_dir, threshold=big_corpus_bytes
         )
@@ -109,6 +130,7 @@ def train_language_model(
             if not last.exists():
                 raise CheckpointError(f"nothing to resume: {last} does not exist")
             previous = ckpt.read_config(last)
+            check_resume_shape(previous, shape, tokenizer_config, shape_fields)
             tokenizer = TextTokenizer.load(last / ckpt.TOKENIZER)
             run_config = replace(previous, train=train_config)
         else:
@@ -140,8 +162,39 @@ def train_language_model(
             on_event=on_event,
             stop_event=stop_event,
             distributed=distributed,
+            fingerprint=run_fingerprint(tokenizer, train_ids, val_ids),
         )
         return trainer.fit(resume=resume)
+
+
+def check_resume_shape(
+    previous: RunConfig,
+    shape: ModelShape,
+    tokenizer_config: TokenizerConfig,
+    fields: Collection[str] | None,
+) -> None:
+    """A resumed run keeps its model and tokenizer: a size asked for now that differs is refused,
+    not silently ignored."""
+    asked = {f.name: getattr(shape, f.name) for f in dataclasses.fields(ModelShape)}
+    asked |= {f.name: getattr(tokenizer_config, f.name) for f in dataclasses.fields(TokenizerConfig)}
+    kept = dataclasses.asdict(previous.model) | dataclasses.asdict(previous.tokenizer)
+    for name in sorted(asked if fields is None else set(fields) & set(asked)):
+        if asked[name] != kept[name]:
+            raise ConfigError(
+                f"cannot resume with {name} {asked[name]!r}: the run in --out was trained with "
+                f"{kept[name]!r}; leave the option out, or start a new run"
+            )
+
+
+def run_fingerprint(
+    tokenizer: TextTokenizer, train_ids: np.ndarray, val_ids: np.ndarray | None
+) -> dict[str, str]:
+    """sha256 of the tokenizer and of the token ids trained on, kept in the trainer state so that
+    a resume on another corpus or with another tokenizer is refused."""
+    return {
+        "tokenizer": hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest(),
+        "corpus": ids_digest(train_ids, val_ids),
+    }
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from lstmtext.errors import ConfigError
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
     """Raise ConfigError for values no sampler can honour."""
-    if not temperature >= 0.0:  # also catches NaN
-        raise ConfigError(f"temperature must be >= 0, not {temperature}")
+    if not 0.0 <= temperature < float("inf"):  # also catches NaN; inf flattens logits into NaN
+        raise ConfigError(f"temperature must be a finite number >= 0, not {temperature}")
     if top_k is not None and top_k < 1:
         raise ConfigError(f"top-k must be at least 1, not {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:

@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - older typer on real click
 
 from lstmtext import __version__
 from lstmtext.cli import commands
-from lstmtext.errors import LstmTextError
+from lstmtext.errors import Interrupted, LstmTextError
 
 app = typer.Typer(
     name="lstmtext",
@@ -82,6 +82,9 @@ def run(argv: Sequence[str]) -> int:
         usage.show()
         return usage.exit_code
     except typer.Abort:
+        sys.stderr.write("lstmtext: interrupted\n")
+        return 130
+    except Interrupted:
         sys.stderr.write("lstmtext: interrupted\n")
         return 130
     except LstmTextError as error:

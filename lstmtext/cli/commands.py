@@ -20,6 +20,8 @@ import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
+from lstmtext.errors import Interrupted
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -87,6 +89,13 @@ class Command(TyperCommand):
     def get_params(self, ctx: Any) -> list[Any]:
         return _without_flag_metavars(super().get_params(ctx))
 
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            # typer turns Ctrl-C into Exit(130) with nothing said; main() prints the one line.
+            raise Interrupted("interrupted") from interrupt
+
 
 class LazyGroup(TyperGroup):
     """The `lstmtext` group: commands listed from COMMANDS, imported when one is resolved."""
@@ -116,7 +125,10 @@ class LazyGroup(TyperGroup):
             return None
         if self._summaries_only:
             return self.commands[cmd_name]
-        return load(cmd_name)
+        try:
+            return load(cmd_name)
+        except KeyboardInterrupt as interrupt:  # while torch imports: seconds, when Ctrl-C is likely
+            raise Interrupted("interrupted") from interrupt
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         with self._listing():

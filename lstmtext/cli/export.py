@@ -31,6 +31,10 @@ def export(
             autocompletion=lambda: QUANTIZATIONS,
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace the files of a folder that holds another export or other files."),
+    ] = False,
 ) -> None:
     """Export the whole step of a model (embedding, LSTM with its state, head) into OUT.
 
@@ -41,7 +45,8 @@ def export(
 
     Example: [bold]lstmtext export --model runs/shakespeare --format onnx exported/[/]
     """
-    options = ExportOptions(format=file_format, quantize=quantize)  # checks the values before any work
+    # Checks the values before any work.
+    options = ExportOptions(format=file_format, quantize=quantize, overwrite=overwrite)
     result = export_model(model, out, options)
     typer.echo(f"exported {result.info['task']} to {result.model_path}", err=True)
     typer.echo(str(result.model_path))

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -15,7 +17,7 @@ import typer
 
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.errors import ConfigError
-from lstmtext.generate import GenerateConfig, Session
+from lstmtext.generate import GenerateConfig, Session, batch_rows, sample_in_batches
 from lstmtext.model import LanguageModel
 from lstmtext.pretrained import default_lm_dir
 from lstmtext.sample import make_generator
@@ -77,17 +79,17 @@ def _one_sample(session: Session, seed: str, as_json: bool) -> None:
         _write("\n")
 
 
-def _many_samples(session: Session, seed: str, as_json: bool) -> None:
-    # Rows are sampled in one batch, so they finish together: each is printed whole.
-    texts = [""] * session.rows
-    for row, piece in session.sample():
-        texts[row] += piece
-    for row, text in enumerate(texts):
-        if as_json:
-            _write(json.dumps({"sample": row, "seed": seed, "text": text}, ensure_ascii=False) + "\n")
-        else:
-            body = seed + text
-            _write(f"--- sample {row} ---\n{body}" + ("" if body.endswith("\n") else "\n"))
+def _many_samples(batches: Iterator[list[str]], seed: str, as_json: bool) -> None:
+    # The rows of a batch finish together: each batch is printed, sample by sample, when done.
+    row = 0
+    for texts in batches:
+        for text in texts:
+            if as_json:
+                _write(json.dumps({"sample": row, "seed": seed, "text": text}, ensure_ascii=False) + "\n")
+            else:
+                body = seed + text
+                _write(f"--- sample {row} ---\n{body}" + ("" if body.endswith("\n") else "\n"))
+            row += 1
 
 
 def _beam(session: Session, seed: str, as_json: bool) -> None:
@@ -241,7 +243,10 @@ def generate(
     checkpoint = load_checkpoint(model or default_lm_dir(), task="lm", device=str(torch_device))
     assert isinstance(checkpoint.model, LanguageModel)
     tokenizer = checkpoint.tokenizer
-    session = Session(checkpoint.model, tokenizer, config, make_generator(random_state, torch_device))
+    generator = make_generator(random_state, torch_device)
+    # Many samples are made in bounded batches (sample_in_batches); this session holds one batch.
+    rows = batch_rows(checkpoint.model.config, config.num_samples)
+    session = Session(checkpoint.model, tokenizer, replace(config, num_samples=rows), generator)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -253,11 +258,15 @@ def generate(
             _interactive(session, tokenizer, seed)
             return
         _warn_unknown(tokenizer, seed)
+        if config.num_samples > 1:
+            batches = sample_in_batches(
+                checkpoint.model, tokenizer, seed, config, generator, step=session.step
+            )
+            _many_samples(batches, seed, as_json)
+            return
         session.feed(seed)
         if config.beam > 1:
             _beam(session, seed, as_json)
-        elif config.num_samples > 1:
-            _many_samples(session, seed, as_json)
         else:
             _one_sample(session, seed, as_json)
     except BrokenPipeError:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lstmtext.checkpoint import BEST, load_checkpoint, read_metrics
 from lstmtext.checkpoint_average import AVERAGED
+from lstmtext.cli.untrusted import escaped
 from lstmtext.errors import CheckpointError
 from lstmtext.model import count_parameters
 
@@ -60,7 +61,7 @@ def info(
     for key, value in summary.items():
         if value in ([], None):
             continue
-        table.add_row(key.replace("_", " "), _shown(value))
+        table.add_row(key.replace("_", " "), escaped(_shown(value)))  # labels and paths are anyone's text
     Console().print(table)
 
 

@@ -1,0 +1,102 @@
+"""The run directory a training writes into (`--out`): claimed, checked, cleaned, given back.
+
+    with claim_run_directory(out_dir, resume=False, overwrite=False):
+        ...  # train and save into out_dir
+
+A new run never lands on top of another: a folder that already holds files is refused unless
+the run resumes it or `overwrite` asks for the old run's files to be cleared first. Otherwise
+the new model.safetensors, best.json and metrics.jsonl would replace the old ones while the old
+step checkpoints stayed beside the new, and `lstmtext average` would mix two runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from lstmtext.checkpoint import (
+    BEST,
+    CONFIG,
+    LOCK,
+    METRICS,
+    OPTIMIZER,
+    TOKENIZER,
+    TRAINER_STATE,
+    WEIGHTS,
+    OutputLock,
+)
+from lstmtext.errors import CheckpointError
+
+CHECKPOINTS = "checkpoints"
+# What a run writes into its folder; --overwrite removes these and nothing else.
+RUN_ENTRIES = (CONFIG, TOKENIZER, WEIGHTS, BEST, METRICS, OPTIMIZER, TRAINER_STATE, CHECKPOINTS)
+
+
+@contextlib.contextmanager
+def claim_run_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
+    """Lock `out_dir`, refuse or clear an earlier run's files, remove staging files a killed
+    run left, and on failure remove the folder again if this call created it and it is empty."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"--out {out_dir} is a file, not a folder")
+    created = not out_dir.exists()
+    try:
+        with OutputLock(out_dir):
+            # Checked under the lock: another run cannot fill the folder between check and start.
+            if not resume:
+                held = sorted(e.name for e in out_dir.iterdir() if e.name != LOCK)
+                if held and not overwrite:
+                    shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+                    raise CheckpointError(
+                        f"--out {out_dir} already holds files ({shown}): continue that run with "
+                        "--resume, pass --overwrite to replace it, or pick another --out"
+                    )
+                if overwrite:
+                    clear_run(out_dir)
+            remove_stale_staging(out_dir)
+            yield out_dir
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only succeeds when nothing was written
+        raise
+
+
+def clear_run(out_dir: Path) -> None:
+    """Remove an earlier run's files (and only those) from `out_dir`."""
+    for name in RUN_ENTRIES:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def remove_stale_staging(out_dir: Path) -> None:
+    """Temp files and half-written checkpoint folders of a run killed mid-save (kill -9).
+
+    Called with the lock held, so no live writer owns them. `.last.old` stays while `last` is
+    missing: a crash between the two renames of a save leaves the checkpoint there alone.
+    """
+    checkpoints = out_dir / CHECKPOINTS
+    for folder in (out_dir, checkpoints):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            name = entry.name
+            if not name.startswith(".") or name.startswith(LOCK):
+                continue
+            if name.endswith(".tmp") and entry.is_file():
+                entry.unlink(missing_ok=True)
+            elif folder == checkpoints and entry.is_dir() and _is_staging(name, checkpoints):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _is_staging(name: str, checkpoints: Path) -> bool:
+    if name.endswith(".partial"):  # a step folder being copied
+        return True
+    if name == ".last.old":
+        return (checkpoints / "last").exists()
+    return name.startswith(".last.")  # write_resume_checkpoint's mkdtemp folder
