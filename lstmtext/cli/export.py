@@ -40,7 +40,7 @@ def export(
 
     A language model takes ids (B, T) and the state hidden, cell (L, B, H) and returns
     logits (B, T, V) and the next state; a classifier takes ids (B, T) and lengths (B,) and
-    returns class logits (B, classes). export.json describes both; see the README for
+    returns class logits (B, classes). export.json describes both; see docs/export.md for
     sampling with onnxruntime alone.
 
     Example: [bold]lstmtext export --model runs/shakespeare --format onnx exported/[/]
