@@ -18,7 +18,9 @@ reported per explanation as `completeness_gap`). A positive a_t pushes towards t
 class, a negative one against it; they are in nats of log-odds. All steps of the path run as
 one batch, one forward and one backward pass (cut into chunks of `max_batch_tokens` padded
 tokens for long texts: on CPU, chunks of about 12 rows of a 1,300-token review ran faster
-than one batch of 33, 1.1 against 2.2 s of CPU time).
+than one batch of 33, 1.1 against 2.2 s of CPU time), on one thread for such small batches
+(lstmtext.threads) and in the predictor's precision: bf16, where the CPU accelerates it,
+halves the time of a long review at no visible cost to completeness on short ones.
 
 Where the path crosses a sharp change of the model's state (a long review can flip the
 LSTM from one regime to another within 1/100 of the path), no affordable number of steps
@@ -43,6 +45,8 @@ from torch import Tensor
 from lstmtext.classify import Ensemble, Predictor
 from lstmtext.errors import ConfigError
 from lstmtext.model import Classifier
+from lstmtext.threads import inference_threads, torch_threads
+from lstmtext.train import autocast_context
 
 DEFAULT_STEPS = 32
 BASELINE = "zero embedding"
@@ -119,17 +123,21 @@ def explain(
     device = predictor.device
     was_training = model.training
     model.eval()
+    rows = min(steps + 1, max(1, max_batch_tokens // len(ids)))
+    threads = predictor.threads
+    if threads is None and device.type == "cpu":
+        threads = inference_threads(rows, model.config.hidden_size)
     try:
-        with torch.no_grad():
-            token_ids = torch.tensor([ids], device=device)
-            logits = model(token_ids, torch.tensor([len(ids)], device=device)).float()
-        probabilities = torch.softmax(logits[0] / temperature, dim=-1)
-        target = int(probabilities.argmax())
-        embedded = model.core.embedding.weight[token_ids[0]].detach().float()  # (T, E)
-        baseline = torch.zeros_like(embedded)
-        gradient, values = _path_gradient(
-            model, embedded, baseline, target, temperature, steps, max_batch_tokens
-        )
+        with torch_threads(threads):  # one thread for a small batch: see lstmtext.threads
+            with torch.no_grad():
+                token_ids = torch.tensor([ids], device=device)
+                logits = model(token_ids, torch.tensor([len(ids)], device=device)).float()
+            probabilities = torch.softmax(logits[0] / temperature, dim=-1)
+            target = int(probabilities.argmax())
+            embedded = model.core.embedding.weight[token_ids[0]].detach().float()  # (T, E)
+            baseline = torch.zeros_like(embedded)
+            with autocast_context(predictor.precision, device):
+                gradient, values = _path_gradient(model, embedded, baseline, target, temperature, steps, rows)
     finally:
         model.train(was_training)
     scores = ((embedded - baseline) * gradient).sum(dim=-1).cpu().tolist()  # (T,)
@@ -158,14 +166,13 @@ def _path_gradient(
     target: int,
     temperature: float,
     steps: int,
-    max_batch_tokens: int,
+    rows_per_chunk: int,
 ) -> tuple[Tensor, tuple[float, float]]:
     """Trapezoid-rule mean of df/dx along baseline -> embedded (T, E); and (f(x'), f(x))."""
     length = embedded.shape[0]
     alphas = torch.linspace(0.0, 1.0, steps + 1, device=embedded.device)
     weights = torch.full_like(alphas, 1.0 / steps)
     weights[0] = weights[-1] = 0.5 / steps
-    rows_per_chunk = max(1, max_batch_tokens // length)
     gradient = torch.zeros_like(embedded)
     ends = [0.0, 0.0]
     # cuDNN's LSTM backward refuses eval mode; the native kernel does not (CPU never uses cuDNN).
@@ -174,7 +181,8 @@ def _path_gradient(
             alpha = alphas[first : first + rows_per_chunk]  # (B,)
             path = (baseline + alpha[:, None, None] * (embedded - baseline)).requires_grad_(True)  # (B, T, E)
             lengths = torch.full((len(alpha),), length, device=embedded.device)
-            values = log_odds(logits_from_embeddings(model, path, lengths), target, temperature)  # (B,)
+            logits = logits_from_embeddings(model, path, lengths).float()  # bf16 under the caller's autocast
+            values = log_odds(logits, target, temperature)  # (B,)
             (grad,) = torch.autograd.grad(values.sum(), path)
             gradient += (grad * weights[first : first + len(alpha), None, None]).sum(dim=0)
             if first == 0:
