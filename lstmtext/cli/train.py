@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
-from lstmtext import distributed
-from lstmtext.cli.render import TrainingDisplay
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
-from lstmtext.language_model import ModelShape, train_language_model
+
+# distributed, language_model and render import torch (seconds): each is imported where it is
+# used, so that `lstmtext train --help` shows at once.
 
 MODEL = "Model"
 DATA = "Data"
@@ -131,6 +131,8 @@ def _typed_fields(ctx: typer.Context) -> set[str]:
 
 def _launch(nproc: int, max_restarts: int, args: list[str]) -> int:
     """Run `lstmtext ARGS` on `nproc` local processes under torchrun; its exit code."""
+    from lstmtext import distributed
+
     if distributed.under_torchrun():
         raise ConfigError("--nproc starts torchrun itself; under torchrun, leave it out")
     child = subprocess.Popen(distributed.torchrun_command(nproc, args, max_restarts=max_restarts))
@@ -392,6 +394,10 @@ def train(
 
     Several processes: [bold]--nproc N[/], or [bold]torchrun --nproc-per-node N -m lstmtext train ...[/]
     """
+    from lstmtext import distributed
+    from lstmtext.cli.render import TrainingDisplay
+    from lstmtext.language_model import ModelShape, train_language_model
+
     if errors not in ("strict", "replace", "ignore"):
         raise ConfigError(f"--errors must be strict, replace or ignore, not {errors!r}")
     if nproc < 1 or max_restarts < 0:
