@@ -42,6 +42,13 @@ def test_top_level_help_and_completion_do_not_import_torch() -> None:
     assert done.stdout.split() == [*COMMANDS, "TORCH", "False"], done.stdout + done.stderr
 
 
+def test_train_help_does_not_import_torch() -> None:
+    script = "import sys\nfrom lstmtext.cli import run\nassert run(['train', '--help']) == 0\n"
+    script += "print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "False", done.stdout[-300:] + done.stderr
+
+
 def test_the_summaries_are_the_docstrings_first_lines() -> None:
     for name, entry in COMMANDS.items():
         function = getattr(importlib.import_module(f"lstmtext.cli.{entry.module}"), entry.function)
