@@ -163,3 +163,17 @@ def test_calibrate_command(cli, classifier: Path, labelled: Path, tmp_path: Path
     assert result.exit_code == 0, result.stderr
     assert "temperature" in result.stdout and "on 40 texts" in result.stdout
     assert f"{read_config(model).temperature:.4f}" in result.stdout
+
+
+def test_build_embeds_a_classifier_with_a_temperature_fitted_on_held_out_data(
+    classifier: Path,  # noqa: F811
+    labelled: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from lstmtext.pretrained.build import main
+
+    out = tmp_path / "embedded"
+    assert main([str(classifier), str(out), "--calibrate", str(labelled), "--max-per-file", "30"]) == 0
+    temperature = read_config(out).temperature
+    assert temperature != read_config(classifier).temperature  # refitted, on the fp16 weights
+    assert Predictor.load(out).temperature == temperature

@@ -2,11 +2,18 @@
 
     python -m lstmtext.pretrained.build runs/shakespeare-pretrained lstmtext/pretrained/shakespeare
     python -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment
+    python -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment \
+        --calibrate runs/sentiment-data/val.tsv
 
 Writes config.json, tokenizer.json and model.safetensors (weights stored as fp16, which
 halves the size; loading casts them back to the model's fp32), then loads the result as a
 checkpoint to prove it whole, and refuses a model over the size limit of its kind
 (language model or classifier, read from its config.json).
+
+A classifier keeps the temperature its training fitted (config.json). With --calibrate
+FILE..., the temperature is fitted anew on that held-out labelled data with the weights as
+shipped (fp16), by lstmtext.calibration.calibrate: for a run trained before temperatures
+existed, or to calibrate on other data.
 """
 
 from __future__ import annotations
@@ -51,9 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "out_dir", type=Path, help="package folder to write, e.g. lstmtext/pretrained/shakespeare"
     )
+    parser.add_argument(
+        "--calibrate",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="a classifier: fit its temperature on this held-out labelled data (not train, not test)",
+    )
+    parser.add_argument(
+        "--max-per-file", type=int, help="with --calibrate: a fixed random sample of each file"
+    )
     args = parser.parse_args(argv)
     try:
         size = build(args.run_dir, args.out_dir)
+        if args.calibrate:
+            from lstmtext.calibration import calibrate
+
+            fitted = calibrate(args.out_dir, args.calibrate, max_per_file=args.max_per_file)
+            print(
+                f"{args.out_dir}: temperature {fitted.temperature:.4f} on {fitted.count} texts "
+                f"(ECE {fitted.ece_before:.4f} -> {fitted.ece_after:.4f})",
+                file=sys.stderr,
+            )
     except LstmTextError as error:
         print(f"build: error: {error}", file=sys.stderr)
         return 1
