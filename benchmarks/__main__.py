@@ -26,7 +26,15 @@ from rich.table import Table
 from benchmarks import cpu_model
 
 # Written by different hands; a missing or broken one is skipped with a note.
-MODULES = ("training", "word_softmax", "tokenize_speed", "corpus_prep", "generation", "classification")
+MODULES = (
+    "training",
+    "word_softmax",
+    "tokenize_speed",
+    "corpus_prep",
+    "generation",
+    "classification",
+    "calibration",
+)
 
 
 def _number(value: Any) -> str:
