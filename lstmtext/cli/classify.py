@@ -265,9 +265,10 @@ def train_classifier_command(
             f"training diverged: the loss became NaN or infinite at step {result.steps}; "
             f"the best classifier so far (validation accuracy {best}) is in {out}; try a lower --lr or --clip"
         )
+    calibrated = "" if result.temperature is None else f" (temperature {result.temperature:.3f})"
     typer.echo(
         f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min; "
-        f"best validation accuracy {best}; classifier ({', '.join(result.labels)}) in {out}",
+        f"best validation accuracy {best}; classifier ({', '.join(result.labels)}){calibrated} in {out}",
         err=True,
     )
     return result
