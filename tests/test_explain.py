@@ -174,3 +174,25 @@ def test_explain_refuses_an_ensemble_and_html_without_explain(cli, classifier: P
     assert "one classifier" in result.stderr
     result = cli(["classify", "-m", str(classifier), str(review), "--html", str(tmp_path / "x.html")])
     assert result.exit_code == 2 and "add --explain" in result.stderr
+
+
+def test_drawn_pieces_cover_the_text_once_with_byte_tokens_merged_and_leading_spaces_plain() -> None:
+    from lstmtext.cli.explain_render import coloured_text, pieces
+    from lstmtext.explain import Explanation, TokenScore
+
+    text = "Good 😀 film\n"
+    tokens = (
+        TokenScore(1, 0, 4, 1.0),
+        TokenScore(2, 4, 6, 0.5),  # " 😀", first byte tokens: the space and the emoji
+        TokenScore(3, 5, 6, 0.25),  # the emoji's last byte
+        TokenScore(4, 6, 11, -2.0),  # " film"
+        TokenScore(5, 11, 12, 0.1),  # the line break, a token of whitespace only
+    )
+    explanation = Explanation(text, "positive", 0.9, {"positive": 0.9}, tokens, (), 2.2, 0.0, 32)
+    drawn = pieces(explanation)
+    assert "".join(text[p.start : p.end] for p in drawn) == text
+    assert [(text[p.start : p.end], p.score) for p in drawn] == [
+        ("Good", 1.0), (" ", None), ("😀", 0.75), (" ", None), ("film", -2.0), ("\n", 0.1),
+    ]  # fmt: skip
+    styles = {text[s.start : s.end]: str(s.style) for s in coloured_text(explanation).spans}
+    assert "rgb(" in styles["Good"] and "rgb(" in styles["film"]
