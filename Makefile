@@ -31,8 +31,8 @@ bench-quick: install
 # The embedded model (lstmtext/pretrained/shakespeare) from ../shared/corpora: 30 minutes of training, then
 # the best weights copied into the package as fp16.
 pretrained: install
-	lstmtext train ../shared/corpora/tinyshakespeare/input.txt --out runs/shakespeare --layers 2 --hidden 512 \
-		--embed 64 --dropout 0.2 --seq-len 100 --batch-size 64 --lr 2e-3 --warmup 30 --schedule cosine \
+	lstmtext train ../shared/corpora/tinyshakespeare/input.txt --out runs/shakespeare --overwrite \
+		--layers 2 --hidden 512 --embed 64 --dropout 0.2 --seq-len 100 --batch-size 64 --lr 2e-3 --warmup 30 --schedule cosine \
 		--max-steps 1000 --max-time 30 --eval-every 100 --random-state 1
 	$(PYTHON) -m lstmtext.pretrained.build runs/shakespeare lstmtext/pretrained/shakespeare
 
@@ -41,12 +41,12 @@ pretrained: install
 # hand (SST-2 train, IMDb train, MR less its copies of SST-2 dev/test sentences; 5 epochs), then fp16 weights.
 pretrained-sentiment: install
 	$(PYTHON) -m benchmarks.sentiment_quality prepare --out runs/sentiment-data
-	lstmtext train runs/sentiment-data/lm.txt --val runs/sentiment-data/lm-val.txt --out runs/review-lm \
+	lstmtext train runs/sentiment-data/lm.txt --val runs/sentiment-data/lm-val.txt --out runs/review-lm --overwrite \
 		--level bpe --vocab-size 12000 --embed 128 --hidden 256 --layers 1 --dropout 0.1 --embed-dropout 0.05 \
 		--batch-size 64 --seq-len 70 --optimizer adam --lr 3e-3 --schedule cosine --warmup 200 --max-time 45 \
 		--eval-every 500 --patience 0 --ema 0.999 --random-state 1
 	lstmtext train --task classify runs/sentiment-data/train.tsv --val runs/sentiment-data/val.tsv \
-		--from runs/review-lm --out runs/sentiment --dropout 0.4 --embed-dropout 0.1 --batch-size 64 \
+		--from runs/review-lm --out runs/sentiment --overwrite --dropout 0.4 --embed-dropout 0.1 --batch-size 64 \
 		--optimizer adamw --lr 3e-3 --weight-decay 0.01 --schedule cosine --warmup 100 --max-tokens 400 \
 		--eval-every 250 --patience 0 --epochs 5 --random-state 1
 	$(PYTHON) -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment

@@ -130,7 +130,8 @@ def amazon_transfer(
         run = folder / "run"
         command = [
             sys.executable, "-m", "lstmtext", "train", "--task", "classify", str(folder / "train.tsv"),
-            "--val", str(folder / "val.tsv"), "--out", str(run), "--max-time", f"{minutes:.3f}", *train_args,
+            "--val", str(folder / "val.tsv"), "--out", str(run), "--overwrite",
+            "--max-time", f"{minutes:.3f}", *train_args,
         ]  # fmt: skip
         print(" ".join(command), file=sys.stderr, flush=True)
         started = time.perf_counter()

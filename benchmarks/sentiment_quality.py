@@ -82,8 +82,8 @@ def mr_cv(
         command = [
             sys.executable, "-m", "lstmtext", "train", "--task", "classify",
             str(out / f"fold{fold}" / "train.tsv"), "--val", str(out / f"fold{fold}" / "val.tsv"),
-            "--out", str(run), "--max-time", f"{per_fold_minutes:.3f}", "--random-state", str(seed + fold),
-            *train_args,
+            "--out", str(run), "--overwrite", "--max-time", f"{per_fold_minutes:.3f}",
+            "--random-state", str(seed + fold), *train_args,
         ]  # fmt: skip
         print(" ".join(command), file=sys.stderr, flush=True)
         started = time.perf_counter()

@@ -465,7 +465,7 @@ def train_classifier(
     out_dir = Path(out_dir)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
-    with claim_run_directory(out_dir, resume=False, overwrite=overwrite):
+    with claim_run_directory(out_dir, resume=False, overwrite=overwrite) as run_directory:
         data = read_labelled(sources, columns=options.columns)
         labels = data.label_names
         if options.val_sources:
@@ -520,6 +520,7 @@ def train_classifier(
             on_event=on_event,
             stop_event=stop_event,
         )
+        run_directory.begin()
         try:
             return trainer.fit()
         except OSError as error:  # the loop reads nothing: a failed write (full disk, read-only)

@@ -116,7 +116,7 @@ def train_language_model(
         if distributed.is_main
         else contextlib.nullcontext()
     )
-    with process_group(distributed, device), claim:
+    with process_group(distributed, device), claim as run_directory:
         big = big_corpus_file(
             sources, encoding=encoding, errors=errors, cache_dir=cache_dir, threshold=big_corpus_bytes
         )
@@ -153,6 +153,8 @@ def train_language_model(
             train_ids, val_ids = ids, None
         if len(train_ids) < 2:
             raise CorpusError("the corpus holds fewer than 2 tokens: nothing to learn")
+        if run_directory is not None:
+            run_directory.begin()
         trainer = Trainer(
             run_config,
             tokenizer,

@@ -1,6 +1,8 @@
 """The run directory a training writes into (`--out`): claimed, checked, cleaned, given back.
 
-    with claim_run_directory(out_dir, resume=False, overwrite=False):
+    with claim_run_directory(out_dir, resume=False, overwrite=True) as run:
+        ...  # read the data, train the tokenizer: what can still fail on bad input
+        run.begin()  # the old run's files go now, just before the new run writes its own
         ...  # train and save into out_dir
 
 A new run never lands on top of another: a folder that already holds files is refused unless
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from lstmtext.checkpoint import (
@@ -34,8 +37,21 @@ CHECKPOINTS = "checkpoints"
 RUN_ENTRIES = (CONFIG, TOKENIZER, WEIGHTS, BEST, METRICS, OPTIMIZER, TRAINER_STATE, CHECKPOINTS)
 
 
+@dataclass
+class RunDirectory:
+    path: Path
+    overwrite: bool
+
+    def begin(self) -> None:
+        """Clear the old run (with overwrite), once the new one has read its data: a bad corpus
+        given with --overwrite must not cost the run that was there."""
+        if self.overwrite:
+            clear_run(self.path)
+            self.overwrite = False
+
+
 @contextlib.contextmanager
-def claim_run_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
+def claim_run_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[RunDirectory]:
     """Lock `out_dir`, refuse or clear an earlier run's files, remove staging files a killed
     run left, and on failure remove the folder again if this call created it and it is empty."""
     out_dir = Path(out_dir)
@@ -53,10 +69,8 @@ def claim_run_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> Iter
                         f"--out {out_dir} already holds files ({shown}): continue that run with "
                         "--resume, pass --overwrite to replace it, or pick another --out"
                     )
-                if overwrite:
-                    clear_run(out_dir)
             remove_stale_staging(out_dir)
-            yield out_dir
+            yield RunDirectory(out_dir, overwrite=overwrite and not resume)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):

@@ -87,6 +87,13 @@ def test_training_into_a_finished_run_is_refused_and_overwrite_clears_it(run: Pa
     assert "already holds files" in line and "--resume" in line and "--overwrite" in line
     assert files_of(run) == before  # model, best.json, metrics, step checkpoints: all as they were
 
+    # --overwrite with data that cannot be read: the old run stays (it is cleared only once the
+    # new one has its data).
+    empty = run.parent / "empty.txt"
+    empty.write_text("")
+    result = run_cli(["train", str(empty), "--out", str(run), "--overwrite", *TINY_TRAIN_ARGS])
+    assert result.exit_code == 1 and files_of(run) == before
+
     # --overwrite clears the old run first: no step checkpoint of it stays to be averaged with the new.
     old_steps = {p.name for p in (run / "checkpoints").glob("step-*")}
     assert old_steps == {"step-00000010", "step-00000020"}

@@ -115,7 +115,8 @@ CORPUS_CASES = {
 def test_bad_corpus_is_one_line_naming_the_file(cli, run_dir: Path, tmp_path: Path, case: str) -> None:
     corpus = bad_corpus(tmp_path, case)
     before = snapshot(run_dir)
-    result = cli(["train", str(corpus), "--out", str(run_dir), *QUICK_TRAIN_ARGS])
+    # --overwrite: the run in --out may be replaced, but only once the new one has good data.
+    result = cli(["train", str(corpus), "--out", str(run_dir), "--overwrite", *QUICK_TRAIN_ARGS])
     assert result.exit_code == 1
     line = error_line(result.stderr)
     for text in CORPUS_CASES[case]:
@@ -509,7 +510,7 @@ def test_second_training_into_a_held_directory_is_refused(cli, run_dir: Path, ti
         holder.kill()
         holder.wait()
     # The holder is gone: its lock is stale, and the next training takes it over.
-    result = cli(["train", str(tiny_corpus), "--out", str(run_dir), *QUICK_TRAIN_ARGS])
+    result = cli(["train", str(tiny_corpus), "--out", str(run_dir), "--overwrite", *QUICK_TRAIN_ARGS])
     assert result.exit_code == 0, result.stderr
     assert not (run_dir / ".lock").exists()
 

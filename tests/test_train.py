@@ -106,7 +106,9 @@ def test_metrics_are_appended_as_they_happen(tmp_path: Path) -> None:
 
     # eval_every 40 logs every 10 steps: the first log comes long before the first checkpoint.
     config = small_config(max_steps=40, eval_every=40)
-    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, config, run, on_event=on_event)
+    train_language_model(
+        [str(corpus)], TokenizerConfig("char"), SHAPE, config, run, on_event=on_event, overwrite=True
+    )
     assert [(m["kind"], m["step"]) for m in seen_at_first_log] == [("log", 10)]
     with open(run / "metrics.jsonl", "a") as handle:
         handle.write('{"kind": "log", "st')  # a line torn by a crash
