@@ -55,11 +55,17 @@ def fit_temperature(
 
     The NLL is convex in 1/T, so unimodal in log T, and one dimension needs no gradient;
     the search stops when log T is known to `tolerance` (T to about 0.01 %).
+
+    When the model gets every text right, the NLL falls without end as T -> 0: there is no
+    best T, and a search would return its lower bound, a model sure of everything. Then
+    1.0 is returned: such data cannot tell how over-confident the model is.
     """
     logits = np.asarray(logits, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.int64)
     if len(targets) == 0:
         raise DataError("cannot fit a temperature on no texts")
+    if (logits.argmax(axis=1) == targets).all():
+        return 1.0
     ratio = (math.sqrt(5) - 1) / 2
     low, high = LOG_T_RANGE
     a, b = high - ratio * (high - low), low + ratio * (high - low)
@@ -144,6 +150,7 @@ def reliability(
 class CalibrationResult:
     temperature: float
     count: int  # validation texts
+    errors: int  # of them misclassified; 0: nothing to fit on, T stays 1.0
     nll_before: float
     nll_after: float
     ece_before: float
@@ -179,6 +186,7 @@ def temperature_result(logits: np.ndarray, targets: np.ndarray) -> CalibrationRe
     return CalibrationResult(
         temperature=temperature,
         count=len(targets),
+        errors=int((np.asarray(logits).argmax(axis=1) != targets).sum()),
         nll_before=nll(logits, targets),
         nll_after=nll(logits, targets, temperature),
         ece_before=reliability(softmax(logits), targets).ece,

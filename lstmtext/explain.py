@@ -49,6 +49,10 @@ from lstmtext.threads import inference_threads, torch_threads
 from lstmtext.train import autocast_context
 
 DEFAULT_STEPS = 32
+# Longer texts are refused: each step of the path runs the whole text forward and backward
+# (20,000 tokens: about 15 s of CPU), and classify reads such texts in windows instead.
+MAX_TOKENS = 20_000
+MAX_CHARS = 1 << 20
 BASELINE = "zero embedding"
 # Sentence ends: . ! ? (and closing quotes or brackets) before whitespace, blank lines and line
 # breaks, and the <br /> tags that IMDb reviews carry for paragraphs.
@@ -117,7 +121,13 @@ def explain(
     if steps < 1:
         raise ConfigError(f"integration steps must be at least 1, not {steps}")
     model, tokenizer, temperature = predictor.model, predictor.tokenizer, predictor.temperature
+    if len(text) > MAX_CHARS:  # before encoding: offsets of megabytes of text take gigabytes
+        raise ConfigError(f"--explain reads texts of at most {MAX_CHARS:,} characters, not {len(text):,}")
     ids, spans = tokenizer.encode_with_offsets(text)
+    if len(ids) > MAX_TOKENS:
+        raise ConfigError(
+            f"--explain reads texts of at most {MAX_TOKENS:,} tokens; this one has {len(ids):,}"
+        )
     if not ids:  # as classify does: an empty text is one <unk>
         ids, spans = [tokenizer.unk_id], [(0, len(text))]
     device = predictor.device

@@ -71,6 +71,8 @@ def test_inspect_page_colours_every_token_in_chromium(cli, tmp_path: Path, monke
     model = "lstmtext/pretrained/shakespeare"
     result = cli(["inspect", "-m", model, str(text), "--html", str(page)])
     assert result.exit_code == 0, result.stderr
+    source = page.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", source, re.IGNORECASE)  # standalone
     built = dom(page, tmp_path / "profile")
     # The page's script ran: one coloured span per token, the unit picker filled, a legend
     pre = re.search(r'<pre id="text">(.*?)</pre>', built, re.DOTALL)

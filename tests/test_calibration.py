@@ -22,9 +22,23 @@ from lstmtext.checkpoint import read_config
 from lstmtext.classify import Predictor
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
 
-from .test_classify import classifier, labelled  # noqa: F401 - the tiny classifier fixtures
+from .test_classify import TINY_CLASSIFIER_ARGS, classifier, labelled  # noqa: F401 - the tiny classifier fixtures
 
 EMBEDDED = PRETRAINED / SENTIMENT
+
+
+@pytest.fixture(scope="module")
+def noisy(labelled: Path) -> Path:  # noqa: F811
+    """The tiny labelled reviews with every fifth label flipped: errors to fit a temperature on
+    (on data a model gets all right, there is none to fit)."""
+    rows = [line.split("\t", 1) for line in labelled.read_text(encoding="utf-8").splitlines()]
+    flip = {"positive": "negative", "negative": "positive"}
+    path = labelled.parent / "noisy.tsv"
+    path.write_text(
+        "".join(f"{flip[label] if i % 5 == 0 else label}\t{text}\n" for i, (label, text) in enumerate(rows)),
+        encoding="utf-8",
+    )
+    return path
 
 
 def overconfident(n: int = 20000, temperature: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +51,7 @@ def overconfident(n: int = 20000, temperature: float = 3.0, seed: int = 0) -> tu
 
 def test_the_fitted_temperature_undoes_a_known_overconfidence() -> None:
     logits, targets = overconfident()
+    assert fit_temperature(logits, logits.argmax(axis=1)) == 1.0  # no error to fit on: T stays 1
     temperature = fit_temperature(logits, targets)
     assert temperature == pytest.approx(3.0, rel=0.05)
     assert nll(logits, targets, temperature) < nll(logits, targets)
@@ -65,15 +80,21 @@ def test_ece_and_reliability_bins_by_hand() -> None:
     assert math.isnan(reliability(np.zeros((0, 2)), np.zeros(0, dtype=int)).ece)
 
 
-def test_training_fits_and_stores_a_temperature(classifier: Path) -> None:  # noqa: F811
-    stored = json.loads((classifier / "config.json").read_text())["temperature"]
-    assert stored > 0 and stored != 1.0
-    assert Predictor.load(classifier).temperature == stored
+def test_training_fits_and_stores_a_temperature(cli, noisy: Path, classifier: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "run"
+    result = cli(["train", "--task", "classify", str(noisy), "--out", str(out), *TINY_CLASSIFIER_ARGS])
+    assert result.exit_code == 0, result.stderr
+    stored = json.loads((out / "config.json").read_text())["temperature"]
+    assert stored > 0 and stored != 1.0 and f"(temperature {stored:.3f})" in result.stderr
+    assert Predictor.load(out).temperature == stored
+    # The tiny classifier gets all its validation texts right: nothing to fit, T stays 1
+    assert read_config(classifier).temperature == 1.0
 
 
 def test_calibrate_writes_only_the_temperature_and_keeps_the_verdicts(
     classifier: Path,  # noqa: F811
     labelled: Path,  # noqa: F811
+    noisy: Path,
     tmp_path: Path,
 ) -> None:
     model = tmp_path / "model"
@@ -81,8 +102,8 @@ def test_calibrate_writes_only_the_temperature_and_keeps_the_verdicts(
     before = read_config(model)
     texts = [line.split("\t")[1] for line in labelled.read_text().splitlines()]
     labels_before = [p.label for p in Predictor.load(model).predict(texts)]
-    result = calibrate(model, [labelled], max_per_file=50)
-    assert result.count == 50 and result.nll_after <= result.nll_before
+    result = calibrate(model, [noisy], max_per_file=50)
+    assert result.count == 50 and result.errors > 0 and result.nll_after < result.nll_before
     after = read_config(model)
     assert after.temperature == pytest.approx(result.temperature)
     assert after.model == before.model and after.labels == before.labels and after.train == before.train
@@ -91,15 +112,19 @@ def test_calibrate_writes_only_the_temperature_and_keeps_the_verdicts(
 
 
 def test_an_old_checkpoint_without_a_temperature_classifies_as_before(cli, tmp_path: Path) -> None:
-    assert "temperature" not in json.loads((EMBEDDED / "config.json").read_text())
-    predictor = Predictor.load(EMBEDDED, device="cpu", precision="fp32")
+    old = tmp_path / "old"
+    shutil.copytree(EMBEDDED, old)
+    config = json.loads((old / "config.json").read_text())
+    config.pop("temperature", None)  # as every checkpoint before temperatures was written
+    (old / "config.json").write_text(json.dumps(config))
+    predictor = Predictor.load(old, device="cpu", precision="fp32")
     assert predictor.temperature == 1.0
     texts = ["A joy from start to finish.", "Dull."]
     expected = softmax(predictor.logits(texts))
     np.testing.assert_allclose(predictor.probabilities(texts), expected, rtol=1e-5, atol=1e-6)
     review = tmp_path / "r.txt"
     review.write_text(texts[0], encoding="utf-8")
-    result = cli(["classify", str(review), "--json", "--precision", "fp32"])
+    result = cli(["classify", "-m", str(old), str(review), "--json", "--precision", "fp32"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["probability"] == pytest.approx(float(expected[0].max()), abs=1e-5)
 
@@ -122,7 +147,7 @@ def test_the_abstain_band_in_the_table_and_the_json(cli, tmp_path: Path) -> None
     review.write_text("Great.", encoding="utf-8")
     classify = ["classify", str(review), "--precision", "fp32"]
     plain = json.loads(cli([*classify, "--json"]).stdout)
-    assert "most_probable" not in plain and plain["probability"] < 0.99
+    assert "most_probable" not in plain and plain["probability"] < 1.0
     above = f"{(plain['probability'] + 1) / 2:.4f}"
     record = json.loads(cli([*classify, "--json", "--min-confidence", above]).stdout)
     assert record["label"] == UNCERTAIN and record["most_probable"] == plain["label"]
@@ -156,24 +181,27 @@ def test_evaluate_reports_ece_a_reliability_table_and_a_diagram(
     assert result.exit_code == 2 and "language model" in result.stderr
 
 
-def test_calibrate_command(cli, classifier: Path, labelled: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_calibrate_command(cli, classifier: Path, labelled: Path, noisy: Path, tmp_path: Path) -> None:  # noqa: F811
     model = tmp_path / "model"
     shutil.copytree(classifier, model)
-    result = cli(["calibrate", "-m", str(model), str(labelled), "--max-per-file", "40"])
+    result = cli(["calibrate", "-m", str(model), str(noisy), "--max-per-file", "40"])
     assert result.exit_code == 0, result.stderr
     assert "temperature" in result.stdout and "on 40 texts" in result.stdout
-    assert f"{read_config(model).temperature:.4f}" in result.stdout
+    assert f"{read_config(model).temperature:.4f}" in result.stdout and read_config(model).temperature != 1.0
+    result = cli(["calibrate", "-m", str(model), str(labelled)])  # all right: nothing to fit
+    assert result.exit_code == 0 and "temperature stays 1" in result.stderr
+    assert read_config(model).temperature == 1.0
 
 
 def test_build_embeds_a_classifier_with_a_temperature_fitted_on_held_out_data(
     classifier: Path,  # noqa: F811
-    labelled: Path,  # noqa: F811
+    noisy: Path,
     tmp_path: Path,
 ) -> None:
     from lstmtext.pretrained.build import main
 
     out = tmp_path / "embedded"
-    assert main([str(classifier), str(out), "--calibrate", str(labelled), "--max-per-file", "30"]) == 0
+    assert main([str(classifier), str(out), "--calibrate", str(noisy), "--max-per-file", "30"]) == 0
     temperature = read_config(out).temperature
     assert temperature != read_config(classifier).temperature  # refitted, on the fp16 weights
     assert Predictor.load(out).temperature == temperature

@@ -196,3 +196,10 @@ def test_drawn_pieces_cover_the_text_once_with_byte_tokens_merged_and_leading_sp
     ]  # fmt: skip
     styles = {text[s.start : s.end]: str(s.style) for s in coloured_text(explanation).spans}
     assert "rgb(" in styles["Good"] and "rgb(" in styles["film"]
+
+
+def test_a_text_too_long_to_explain_is_one_line(cli, classifier: Path, tmp_path: Path) -> None:  # noqa: F811
+    review = tmp_path / "long.txt"
+    review.write_text("the film was great . " * 5000, encoding="utf-8")  # 25,000 tokens
+    result = cli(["classify", "-m", str(classifier), str(review), "--explain"])
+    assert result.exit_code == 2 and "at most 20,000 tokens; this one has 25,000" in result.stderr
