@@ -41,6 +41,7 @@ from lstmtext.language_model import ModelShape
 from lstmtext.model import Classifier
 from lstmtext.run_directory import claim_run_directory
 from lstmtext.schedule import slanted_triangular
+from lstmtext.threads import torch_threads
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import TrainEvent, autocast_context, fused_adam, resolve_precision, select_device
 
@@ -463,9 +464,10 @@ def train_classifier(
 
     A folder that already holds files is refused unless `overwrite` clears the old run first."""
     out_dir = Path(out_dir)
-    if train_config.threads:
-        torch.set_num_threads(train_config.threads)
-    with claim_run_directory(out_dir, resume=False, overwrite=overwrite) as run_directory:
+    with (
+        torch_threads(train_config.threads),  # given back afterwards
+        claim_run_directory(out_dir, resume=False, overwrite=overwrite) as run_directory,
+    ):
         data = read_labelled(sources, columns=options.columns)
         labels = data.label_names
         if options.val_sources:

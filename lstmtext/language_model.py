@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lstmtext import checkpoint as ckpt
 from lstmtext.bigcorpus import (
@@ -35,6 +34,7 @@ from lstmtext.ensemble import check_same_tokenizer
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.model import LanguageModel
 from lstmtext.run_directory import claim_run_directory
+from lstmtext.threads import torch_threads
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import Trainer, TrainEvent, TrainResult, evaluate_stream, select_device
 
@@ -107,8 +107,6 @@ def train_language_model(
             "a two-level softmax (softmax cutoff) needs a word or BPE vocabulary; "
             "a char-level one is too small to gain from it"
         )
-    if train_config.threads:
-        torch.set_num_threads(train_config.threads)
     device = distributed.device_for(select_device(train_config.device))
     # Only rank 0 writes into out_dir, so only it holds the lock.
     claim = (
@@ -116,7 +114,8 @@ def train_language_model(
         if distributed.is_main
         else contextlib.nullcontext()
     )
-    with process_group(distributed, device), claim as run_directory:
+    # torch's thread count is given back afterwards: a library call leaves global state as it was.
+    with torch_threads(train_config.threads), process_group(distributed, device), claim as run_directory:
         big = big_corpus_file(
             sources, encoding=encoding, errors=errors, cache_dir=cache_dir, threshold=big_corpus_bytes
         )

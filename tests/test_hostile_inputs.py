@@ -414,6 +414,26 @@ def test_a_full_disk_before_any_checkpoint_claims_none(
     assert "the best model so far (step 10) is intact" in line  # model.safetensors, best.json: true
 
 
+@pytest.mark.parametrize("task", ["lm", "classify"])
+def test_a_full_disk_while_logging_metrics_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str
+) -> None:
+    import lstmtext.checkpoint
+
+    monkeypatch.setattr(lstmtext.checkpoint, "append_metrics", disk_full)  # metrics.jsonl, as it happens
+    if task == "lm":
+        data = tmp_path / "c.txt"
+        data.write_text(TINY_TEXT, encoding="utf-8")
+        args = TINY_TRAIN_ARGS
+    else:
+        data, args = reviews(tmp_path / "train.tsv"), WORD_CLASSIFIER_ARGS
+    result = run_cli(["train", str(data), "--out", str(tmp_path / "run"), *args])
+    assert result.exit_code == 1
+    line = one_line(result.stderr)
+    assert "cannot save a checkpoint" in line and "No space left on device" in line
+    assert "nothing of this run was saved yet" in line  # the first log comes before any save
+
+
 # ---- 9. terminal escapes from a checkpoint
 
 

@@ -204,7 +204,8 @@ def test_a_cosine_bound_by_time_alone_anneals_over_the_clock() -> None:
 def test_a_time_bound_run_lowers_its_rate_as_the_clock_runs(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
-    config = small_config(max_steps=None, max_time=2.0, lr_schedule="cosine", eval_every=40)
+    # One thread: a tiny model's steps are hand-offs on two, and this run counts its steps in 2 s.
+    config = small_config(max_steps=None, max_time=2.0, lr_schedule="cosine", eval_every=40, threads=1)
     result = train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, config, tmp_path / "run")
     assert result.stop_reason == "max_time"
     rates = [record["lr"] for record in result.history if record["kind"] == "log"]
