@@ -482,6 +482,8 @@ def train_classifier(
         torch.manual_seed(train_config.random_state)
         if options.start_from is not None:
             source_config = ckpt.read_config(Path(options.start_from))
+            # Its sizes against its weights first: the classifier below is built from them.
+            ckpt.check_weight_shapes(source_config.model, Path(options.start_from) / ckpt.WEIGHTS)
             model_config = replace(
                 source_config.model,
                 task="classify",

@@ -155,7 +155,7 @@ class TextTokenizer:
         blocks = [piece for block in blocks for piece in text_pieces(block, _BLOCK_CHARS)]
         # encode_batch_fast (tokenizers >= 0.20) skips offsets: 2-3x faster, same ids.
         encode_batch = getattr(self._hf, "encode_batch_fast", self._hf.encode_batch)
-        parts = []
+        parts: list[np.ndarray] = []
         # Batches of 64 blocks (16 MB): the encodings of a whole big corpus at once would hold
         # every token's string; a batch's ids are kept and the rest let go.
         for start in range(0, len(blocks), 64):
