@@ -181,14 +181,28 @@ def edited(run: Path, change) -> Path:  # type: ignore[no-untyped-def]
         (lambda c: c.update(labels="negative"), "label"),
     ],
 )
-def test_an_untrusted_config_is_checked_before_anything_is_built(run: Path, change, says: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_untrusted_config_is_checked_before_anything_is_built(
+    run: Path, change, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import lstmtext.checkpoint
+
+    built = []  # models built outside the meta device (which allocates nothing)
+    real_build = lstmtext.checkpoint.build_model
+
+    def build_model(config):  # type: ignore[no-untyped-def]
+        if torch.empty(0).device.type != "meta":
+            built.append(config)
+        return real_build(config)
+
+    monkeypatch.setattr(lstmtext.checkpoint, "build_model", build_model)
     edited(run, change)
     for command in (["info", str(run)], ["generate", "--model", str(run), "-n", "5"]):
         started = time.perf_counter()
         result = run_cli(command)
         assert result.exit_code in (1, 2)
         assert says in one_line(result.stderr) and "internal error" not in result.stderr
-        assert time.perf_counter() - started < 10  # no model of 10^5 layers or 6.4 GB is built first
+        assert time.perf_counter() - started < 10
+    assert built == []  # no model of 10^5 layers or of 6.4 GB was built to find out
 
 
 def test_deeply_nested_or_huge_config_json(run: Path) -> None:
@@ -235,6 +249,11 @@ def test_classify_leaves_torch_threads_as_it_found_them(tiny_classifier: Path, t
         result = run_cli(["classify", "--model", str(tiny_classifier), *threads, str(text)])
         assert result.exit_code == 0, result.stderr
         assert torch.get_num_threads() == before
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    args = ["--out", str(tmp_path / "run"), *TINY_TRAIN_ARGS, "--max-steps", "2", "--threads", "1"]
+    assert run_cli(["train", str(corpus), *args]).exit_code == 0  # training too
+    assert torch.get_num_threads() == before
 
 
 def test_one_row_runs_on_one_thread() -> None:
