@@ -1,9 +1,9 @@
 """Models shipped inside the package: one folder per checkpoint.
 
-`shakespeare/` is a char-level LSTM trained on Tiny Shakespeare: 2 layers of 600 units,
-embedding 64, 4.7 M parameters stored as fp16 (about 9.4 MB, upcast to fp32 on load).
-`make pretrained` rebuilds it from ../shared/corpora (30 minutes of training, then
-`python -m lstmtext.pretrained.build`).
+`shakespeare/` is a char-level LSTM trained on Tiny Shakespeare (`make pretrained`);
+`sentiment/` a negative/positive classifier on a review language model's core
+(`make pretrained-sentiment`). Weights are stored as fp16 and upcast to fp32 on load; each
+`config.json` gives the shape, BENCHMARKS.md the training time and scores.
 """
 
 from __future__ import annotations
