@@ -205,3 +205,18 @@ def test_build_embeds_a_classifier_with_a_temperature_fitted_on_held_out_data(
     temperature = read_config(out).temperature
     assert temperature != read_config(classifier).temperature  # refitted, on the fp16 weights
     assert Predictor.load(out).temperature == temperature
+
+
+def test_the_reliability_diagram_without_matplotlib_is_one_line(
+    cli,
+    classifier: Path,  # noqa: F811
+    labelled: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
+    result = cli(["evaluate", "-m", str(classifier), str(labelled), "--png", str(tmp_path / "r.png")])
+    assert result.exit_code == 1 and "--png needs matplotlib" in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "r.png").exists()
