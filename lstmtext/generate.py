@@ -315,7 +315,7 @@ def stream(
 # Samples are made in batches of at most this many rows, and of at most SAMPLE_BATCH_BYTES of
 # logits and state: --num-samples 100000000 in one batch asked for 12.8 GB, and its giant
 # tensor ops kept Ctrl-C waiting for seconds. Short steps on a bounded batch see it at once.
-MAX_BATCH_ROWS = 4096
+MAX_BATCH_ROWS = 1024
 SAMPLE_BATCH_BYTES = 256 << 20
 
 
