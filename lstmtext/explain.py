@@ -9,7 +9,8 @@ the predicted class c,
 of the logits z the model gives to the embedded text x. Along the straight line from a
 baseline x' (the zero embedding: no token at all, the same at every position, so the model
 still reads T steps and only what the tokens carry is attributed) to x, the gradient of f
-is integrated by the trapezoid rule over `steps` intervals; token t's contribution is
+is integrated by the trapezoid rule over `steps` intervals (by default 8,192 / tokens,
+between 32 and 256); token t's contribution is
 
     a_t = sum_e (x - x')_{t,e} * mean over the path of df/dx_{t,e}.
 
@@ -48,7 +49,10 @@ from lstmtext.model import Classifier
 from lstmtext.threads import inference_threads, torch_threads
 from lstmtext.train import autocast_context
 
-DEFAULT_STEPS = 32
+# Steps of the path by default: about STEP_TOKENS / tokens, between MIN_STEPS and MAX_STEPS.
+# A short text gets many (cheap, and on SST-2 sentences completeness within 5 % holds for 58 %
+# at 32 steps, 83 % at 256), a long review 32 (its cost grows with steps x tokens).
+MIN_STEPS, MAX_STEPS, STEP_TOKENS = 32, 256, 8192
 # Longer texts are refused: each step of the path runs the whole text forward and backward
 # (20,000 tokens: about 15 s of CPU), and classify reads such texts in windows instead.
 MAX_TOKENS = 20_000
@@ -112,14 +116,13 @@ def explain(
     predictor: Predictor | Ensemble,
     text: str,
     *,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     max_batch_tokens: int = 16384,
 ) -> Explanation:
-    """Integrated gradients of the predicted class's calibrated log-odds for one text."""
+    """Integrated gradients of the predicted class's calibrated log-odds for one text, over
+    `steps` intervals of the path (None: default_steps of its length)."""
     if isinstance(predictor, Ensemble):
         raise ConfigError("explanations are of one classifier; give --model once")
-    if steps < 1:
-        raise ConfigError(f"integration steps must be at least 1, not {steps}")
     model, tokenizer, temperature = predictor.model, predictor.tokenizer, predictor.temperature
     if len(text) > MAX_CHARS:  # before encoding: offsets of megabytes of text take gigabytes
         raise ConfigError(f"--explain reads texts of at most {MAX_CHARS:,} characters, not {len(text):,}")
@@ -130,6 +133,9 @@ def explain(
         )
     if not ids:  # as classify does: an empty text is one <unk>
         ids, spans = [tokenizer.unk_id], [(0, len(text))]
+    steps = default_steps(len(ids)) if steps is None else steps
+    if steps < 1:
+        raise ConfigError(f"integration steps must be at least 1, not {steps}")
     device = predictor.device
     was_training = model.training
     model.eval()
@@ -167,6 +173,10 @@ def explain(
         baseline_value=values[0],
         steps=steps,
     )
+
+
+def default_steps(tokens: int) -> int:
+    return max(MIN_STEPS, min(MAX_STEPS, STEP_TOKENS // max(tokens, 1)))
 
 
 def _path_gradient(

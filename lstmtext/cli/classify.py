@@ -20,7 +20,7 @@ from lstmtext.classify import ClassificationMetrics, Ensemble, Prediction, Predi
 from lstmtext.cli.untrusted import escaped
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
-from lstmtext.explain import DEFAULT_STEPS, Explanation
+from lstmtext.explain import Explanation
 from lstmtext.labelled import Document, read_documents
 from lstmtext.language_model import ModelShape
 from lstmtext.pretrained import default_classifier_dir
@@ -94,14 +94,16 @@ def classify(
         ),
     ] = None,
     steps: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             max=1024,
-            help="With --explain: integration steps (more: contributions sum closer to the log-odds).",
+            help="With --explain: integration steps (more: contributions sum closer to the "
+            "log-odds; default: 8,192 / tokens, between 32 and 256).",
             rich_help_panel="Explanations",
+            show_default=False,
         ),
-    ] = DEFAULT_STEPS,
+    ] = None,
 ) -> None:
     """Label each text with the classifier's most probable class and its probability.
 
@@ -163,7 +165,7 @@ def _record(name: str, prediction: Prediction | Explanation, min_confidence: flo
 def _explain(
     predictor: Predictor | Ensemble,
     documents: list[Document],
-    steps: int,
+    steps: int | None,
     min_confidence: float,
     as_json: bool,
     html: Path | None,
