@@ -14,6 +14,7 @@ step checkpoints stayed beside the new, and `lstmtext average` would mix two run
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,16 +61,16 @@ def claim_run_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> Iter
     created = not out_dir.exists()
     try:
         with OutputLock(out_dir):
+            remove_stale_staging(out_dir)
             # Checked under the lock: another run cannot fill the folder between check and start.
             if not resume:
-                held = sorted(e.name for e in out_dir.iterdir() if e.name != LOCK)
+                held = sorted(e.name for e in out_dir.iterdir() if not e.name.startswith(LOCK))
                 if held and not overwrite:
                     shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
                     raise CheckpointError(
                         f"--out {out_dir} already holds files ({shown}): continue that run with "
                         "--resume, pass --overwrite to replace it, or pick another --out"
                     )
-            remove_stale_staging(out_dir)
             yield RunDirectory(out_dir, overwrite=overwrite and not resume)
     except BaseException:
         if created:
@@ -100,12 +101,25 @@ def remove_stale_staging(out_dir: Path) -> None:
             continue
         for entry in folder.iterdir():
             name = entry.name
-            if not name.startswith(".") or name.startswith(LOCK):
+            if not name.startswith("."):
                 continue
-            if name.endswith(".tmp") and entry.is_file():
+            if name.startswith(f"{LOCK}."):  # OutputLock's temp file: its writer may be taking the lock
+                if name.endswith(".tmp") and not _alive(name.split(".")[2]):
+                    entry.unlink(missing_ok=True)
+            elif name.endswith(".tmp") and entry.is_file():
                 entry.unlink(missing_ok=True)
             elif folder == checkpoints and entry.is_dir() and _is_staging(name, checkpoints):
                 shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _is_staging(name: str, checkpoints: Path) -> bool:

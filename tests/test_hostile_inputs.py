@@ -501,9 +501,10 @@ def test_staging_left_by_a_kill_is_cleaned_at_the_next_start(run: Path) -> None:
     (run / "checkpoints" / ".step-00000030.partial").mkdir()
     (run / ".model.safetensors.0123abcd.tmp").write_bytes(b"half")
     (run / "checkpoints" / ".last.old").mkdir()  # last exists: a retired copy is garbage too
+    (run / ".lock.999999999.0a1b.tmp").write_text("999999999")  # a lock being filled, its writer gone
     result = run_cli(["train", str(corpus), "--out", str(run), "--resume", *longer(TINY_TRAIN_ARGS, "22")])
     assert result.exit_code == 0, result.stderr
-    assert not list(run.glob(".*.tmp")) and not list((run / "checkpoints").glob(".*"))
+    assert not list(run.glob(".*")) and not list((run / "checkpoints").glob(".*"))
 
 
 @pytest.mark.parametrize(
