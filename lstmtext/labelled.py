@@ -30,7 +30,7 @@ FORMATS = ("auto", "tsv", "csv", "jsonl", "folders")
 UNLABELLED = "unsup"  # the folder of unlabelled reviews beside pos/ and neg/ in IMDb
 # Training data with more classes than this, or with most classes seen once (from this many
 # classes on), has its columns swapped or mis-named: the texts were read as labels.
-MAX_CLASSES = 100
+MAX_CLASSES = 1000
 FEW_CLASSES = 4
 
 
