@@ -36,20 +36,22 @@ pretrained: install
 		--max-steps 1000 --max-time 30 --eval-every 100 --random-state 1
 	$(PYTHON) -m lstmtext.pretrained.build runs/shakespeare lstmtext/pretrained/shakespeare
 
-# The embedded sentiment model (lstmtext/pretrained/sentiment), ULMFiT's route on two cores: a language model
-# on the IMDb training reviews (45 minutes), then a classifier started from it on every labelled example at
-# hand (SST-2 train, IMDb train, MR less its copies of SST-2 dev/test sentences; 5 epochs), then fp16 weights.
+# The embedded sentiment model (lstmtext/pretrained/sentiment) from ../shared/corpora, ULMFiT's route on two
+# cores: the data (benchmarks/sentiment_data.py), a review language model on all the unlabelled review and
+# opinion text (90 minutes), a classifier from it on the labelled mixture of every source (20 minutes, one
+# thread), then fp16 weights and a temperature fitted on the validation mix.
 pretrained-sentiment: install
-	$(PYTHON) -m benchmarks.sentiment_quality prepare --out runs/sentiment-data
+	$(PYTHON) -m benchmarks.sentiment_data --out runs/sentiment-data
 	lstmtext train runs/sentiment-data/lm.txt --val runs/sentiment-data/lm-val.txt --out runs/review-lm --overwrite \
 		--level bpe --vocab-size 12000 --embed 128 --hidden 256 --layers 1 --dropout 0.1 --embed-dropout 0.05 \
-		--batch-size 64 --seq-len 70 --optimizer adam --lr 3e-3 --schedule cosine --warmup 200 --max-time 45 \
-		--eval-every 500 --patience 0 --ema 0.999 --random-state 1
+		--softmax-cutoff 2000 --batch-size 64 --seq-len 70 --optimizer adam --lr 3e-3 --schedule cosine \
+		--warmup 200 --max-time 90 --eval-every 1000 --patience 0 --ema 0.999 --random-state 1
 	lstmtext train --task classify runs/sentiment-data/train.tsv --val runs/sentiment-data/val.tsv \
 		--from runs/review-lm --out runs/sentiment --overwrite --dropout 0.4 --embed-dropout 0.1 --batch-size 64 \
 		--optimizer adamw --lr 3e-3 --weight-decay 0.01 --schedule cosine --warmup 100 --max-tokens 400 \
-		--eval-every 250 --patience 0 --epochs 5 --random-state 1
-	$(PYTHON) -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment
+		--eval-every 500 --patience 0 --max-time 20 --threads 1 --random-state 1
+	$(PYTHON) -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment \
+		--calibrate runs/sentiment-data/val.tsv
 
 # SIGTERM/resume cycles against an uninterrupted run; LSTMTEXT_SOAK_MINUTES=30 by default.
 soak: install
