@@ -46,7 +46,7 @@ pretrained-sentiment: install
 		--level bpe --vocab-size 12000 --embed 128 --hidden 256 --layers 1 --dropout 0.1 --embed-dropout 0.05 \
 		--softmax-cutoff 2000 --batch-size 64 --seq-len 70 --optimizer adam --lr 3e-3 --schedule cosine \
 		--warmup 200 --max-time 90 --eval-every 1000 --patience 0 --ema 0.999 --random-state 1
-	lstmtext train --task classify runs/sentiment-data/train.tsv --val runs/sentiment-data/val.tsv \
+	lstmtext train-classifier runs/sentiment-data/train.tsv --val runs/sentiment-data/val.tsv \
 		--from runs/review-lm --out runs/sentiment --overwrite --dropout 0.4 --embed-dropout 0.1 --batch-size 64 \
 		--optimizer adamw --lr 3e-3 --weight-decay 0.01 --schedule cosine --warmup 100 --max-tokens 400 \
 		--eval-every 500 --patience 0 --max-time 20 --threads 1 --random-state 1

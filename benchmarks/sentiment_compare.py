@@ -13,7 +13,7 @@ on `tweets-train.tsv` and VADER with a neutral band, by recall averaged over the
 (the task's measure) and accuracy.
 
 `amazon-transfer` is the domain-transfer check: for each Amazon domain, a classifier is
-trained on the mixture without that domain's rows (`lstmtext train --task classify` with
+trained on the mixture without that domain's rows (`lstmtext train-classifier` with
 the options after `--`, e.g. `--from runs/review-lm ...`) and scored on the domain's test
 file beside TF-IDF + logistic regression trained on the same rows.
 """
@@ -129,7 +129,7 @@ def amazon_transfer(
         write_tsv(folder / "val.tsv", kept_val)
         run = folder / "run"
         command = [
-            sys.executable, "-m", "lstmtext", "train", "--task", "classify", str(folder / "train.tsv"),
+            sys.executable, "-m", "lstmtext", "train-classifier", str(folder / "train.tsv"),
             "--val", str(folder / "val.tsv"), "--out", str(run), "--overwrite",
             "--max-time", f"{minutes:.3f}", *train_args,
         ]  # fmt: skip

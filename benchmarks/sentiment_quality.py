@@ -3,7 +3,7 @@
     python -m benchmarks.sentiment_quality mr-cv --minutes 20 --out runs/mr-cv [-- TRAIN OPTIONS]
     python -m benchmarks.sentiment_quality mr-cv-ensemble runs/mr-cv-a runs/mr-cv-b
 
-`mr-cv`: for each fold it trains `lstmtext train --task classify` on the other nine folds
+`mr-cv`: for each fold it trains `lstmtext train-classifier` on the other nine folds
 (their last tenth validates) with the options after `--` and an equal share of the time
 budget, then scores the held-out fold. MR's labels are its only labels here, and a language
 model a fold starts from must have read no SST text: MR is SST's source, so SST-2 (sentences
@@ -80,7 +80,7 @@ def mr_cv(
         write_tsv(out / f"fold{fold}" / "test.tsv", test)
         run = out / f"fold{fold}" / "run"
         command = [
-            sys.executable, "-m", "lstmtext", "train", "--task", "classify",
+            sys.executable, "-m", "lstmtext", "train-classifier",
             str(out / f"fold{fold}" / "train.tsv"), "--val", str(out / f"fold{fold}" / "val.tsv"),
             "--out", str(run), "--overwrite", "--max-time", f"{per_fold_minutes:.3f}",
             "--random-state", str(seed + fold), *train_args,

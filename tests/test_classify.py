@@ -66,10 +66,25 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def classifier(labelled: Path) -> Path:
     """A tiny word-level classifier trained once through the CLI."""
     out = labelled.parent / "classifier"
-    result = run_cli(["train", "--task", "classify", str(labelled), "--out", str(out), *TINY_CLASSIFIER_ARGS])
+    result = run_cli(["train-classifier", str(labelled), "--out", str(out), *TINY_CLASSIFIER_ARGS])
     assert result.exit_code == 0, result.stderr
     assert "val accuracy" in result.stderr and "classifier (negative, positive)" in result.stderr
+    assert "deprecated" not in result.stderr
     return out
+
+
+def test_train_task_classify_is_train_classifier_with_a_deprecation_note(
+    labelled: Path, tmp_path: Path
+) -> None:
+    quick = [*TINY_CLASSIFIER_ARGS, "--max-steps", "8", "--eval-every", "4"]
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert run_cli(["train-classifier", str(labelled), "--out", str(new), *quick]).exit_code == 0
+    result = run_cli(["train", "--task", "classify", str(labelled), "--out", str(old), *quick])
+    assert result.exit_code == 0, result.stderr
+    note = result.stderr.splitlines()[-1]
+    assert "deprecated" in note and "lstmtext train-classifier" in note
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "best.json"):
+        assert (new / name).read_bytes() == (old / name).read_bytes(), name
 
 
 # ---- the head
@@ -440,11 +455,18 @@ def test_readme_commands_use_options_the_commands_have() -> None:
     import inspect
 
     from lstmtext.cli import classify as classify_command
-    from lstmtext.cli import evaluate, train
+    from lstmtext.cli import evaluate, train, train_classifier
 
-    functions = {"classify": classify_command.classify, "evaluate": evaluate.evaluate, "train": train.train}
-    aliases = {"train": {"--from"}, "classify": {"--json"}, "evaluate": {"--json"}}
-    commands = re.findall(r"lstmtext (train|classify|evaluate)((?:[^\n]|\\\n)*)", readme_section())
+    functions = {
+        "classify": classify_command.classify,
+        "evaluate": evaluate.evaluate,
+        "train": train.train,
+        "train-classifier": train_classifier.train_classifier,
+    }
+    aliases: dict[str, set[str]] = {"train": set(), "train-classifier": {"--from", "--help"}}
+    aliases |= {"classify": {"--json"}, "evaluate": {"--json"}}
+    pattern = r"lstmtext (train-classifier|train|classify|evaluate)((?:[^\n]|\\\n)*)"
+    commands = re.findall(pattern, readme_section())
     assert {name for name, _ in commands} == set(functions)
     for name, arguments in commands:
         options = {"--" + p.replace("_", "-") for p in inspect.signature(functions[name]).parameters}

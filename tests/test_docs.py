@@ -68,6 +68,9 @@ PYTHON_SUBSTITUTIONS = {
 # Appended to every `lstmtext train`: later options win, so the docs' sizes give way to these.
 TINY_TRAIN = ["--layers", "2", "--hidden", "16", "--embed", "16", "--seq-len", "16", "--batch-size", "4"]
 TINY_TRAIN += ["--eval-every", "2", "--random-state", "7"]
+# The same for `lstmtext train-classifier`, less --seq-len (it batches whole texts).
+TINY_CLASSIFIER = ["--layers", "2", "--hidden", "16", "--embed", "16", "--batch-size", "4"]
+TINY_CLASSIFIER += ["--eval-every", "2", "--random-state", "7"]
 
 
 def fenced(text: str, language: str) -> list[str]:
@@ -138,7 +141,8 @@ def tiny_models(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     with one_thread():
         result = run_cli(["train", str(corpus), "--level", "word", "--out", str(words), *tiny])
         assert result.exit_code == 0, result.stderr
-        result = run_cli(["train", "--task", "classify", str(labelled), "--out", str(sentiment), *tiny])
+        classifier = [*TINY_CLASSIFIER, "--max-steps", "4"]
+        result = run_cli(["train-classifier", str(labelled), "--out", str(sentiment), *classifier])
         assert result.exit_code == 0, result.stderr
     return {"runs/shakespeare": tiny_lm, "runs/words": words, "sentiment": sentiment}
 
@@ -184,8 +188,8 @@ def substituted(words: list[str], folder: Path, tiny_models: dict[str, Path]) ->
             word = str(sorted((run / "checkpoints").glob("step-*"))[-1])
         word = SUBSTITUTIONS.get((before, word), word)
         out.append(word)
-    if out[1] == "train":
-        out += TINY_TRAIN
+    if out[1] in ("train", "train-classifier"):
+        out += TINY_TRAIN if out[1] == "train" else TINY_CLASSIFIER
         if "--max-steps" not in out:
             out += ["--max-steps", "2"]
     if out[1] == "generate" and "--length" not in out:
@@ -225,7 +229,7 @@ def check_output(words: list[str], stdout: str) -> None:
         assert {"export.json", "tokenizer.json"} <= files and files & {"model.onnx", "model.pt2"}, files
     if command == "average":
         assert (Path(words[words.index("--out") + 1]) / "averaged.json").is_file()
-    if command == "train":
+    if command in ("train", "train-classifier"):
         out = Path(words[words.index("--out") + 1])
         for name in ("config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl"):
             assert (out / name).is_file(), f"{out / name}"

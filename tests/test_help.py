@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import subprocess
 import sys
 
@@ -43,10 +44,42 @@ def test_top_level_help_and_completion_do_not_import_torch() -> None:
 
 
 def test_train_help_does_not_import_torch() -> None:
-    script = "import sys\nfrom lstmtext.cli import run\nassert run(['train', '--help']) == 0\n"
-    script += "print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "False", done.stdout[-300:] + done.stderr
+    for command in ("train", "train-classifier"):
+        script = f"import sys\nfrom lstmtext.cli import run\nassert run(['{command}', '--help']) == 0\n"
+        script += "print('torch' in sys.modules)"
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.splitlines()[-1] == "False", (
+            done.stdout[-300:] + done.stderr
+        )
+
+
+# What `train` offers that a classifier ignores (sequence windows, the LM's softmax and
+# checkpoints, text decoding, AR/TAR) or refuses (resuming, several processes).
+LANGUAGE_MODEL_ONLY = {
+    "--seq-len", "--vary-seq-len", "--tie-weights", "--softmax-cutoff", "--keep-last", "--eval-batches",
+    "--encoding", "--errors", "--cache-dir", "--ar", "--tar", "--resume", "--nproc", "--max-restarts",
+}  # fmt: skip
+CLASSIFIER_ONLY = {
+    "--task", "--from", "--label-column", "--text-column", "--max-tokens", "--unfreeze",
+    "--discriminative-lr", "--class-weights",
+}  # fmt: skip
+
+
+def shown_options(name: str) -> set[str]:
+    from lstmtext.cli.commands import load
+
+    return {opt for p in load(name).params if not getattr(p, "hidden", False) for opt in p.opts}
+
+
+def test_each_training_command_shows_only_its_own_options(cli, monkeypatch) -> None:
+    train, classifier = shown_options("train"), shown_options("train-classifier")
+    assert not train & CLASSIFIER_ONLY and train >= LANGUAGE_MODEL_ONLY
+    assert not classifier & LANGUAGE_MODEL_ONLY and CLASSIFIER_ONLY - {"--task"} <= classifier
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = set(re.findall(r"--[a-z][a-z-]*", cli(["train", "--help"]).stdout))
+    assert not shown & CLASSIFIER_ONLY and "--seq-len" in shown
+    shown = set(re.findall(r"--[a-z][a-z-]*", cli(["train-classifier", "--help"]).stdout))
+    assert not shown & LANGUAGE_MODEL_ONLY and "--max-tokens" in shown
 
 
 def test_the_summaries_are_the_docstrings_first_lines() -> None:

@@ -302,7 +302,7 @@ def test_classifier_where_a_language_model_is_needed(cli, tmp_path: Path, tiny_l
     )
     # --from starts classifiers (from an LM or a classifier); a language model would ignore it
     assert result.exit_code == 2
-    assert "--task classify" in result.stderr
+    assert "train-classifier" in result.stderr
     assert not (tmp_path / "lm").exists()
 
 

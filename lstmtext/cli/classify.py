@@ -1,11 +1,9 @@
-"""`lstmtext classify`, and the classification side of `lstmtext train --task classify`."""
+"""`lstmtext classify`, and the rendering of a classifier's metrics for `lstmtext evaluate`."""
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,16 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from lstmtext.calibration import UNCERTAIN, verdict
-from lstmtext.classifier_train import ClassifierOptions, ClassifierResult, train_classifier
 from lstmtext.classify import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
 from lstmtext.cli.untrusted import escaped
-from lstmtext.config import TokenizerConfig, TrainConfig
-from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from lstmtext.errors import ConfigError
 from lstmtext.explain import Explanation
 from lstmtext.labelled import Document, read_documents
-from lstmtext.language_model import ModelShape
 from lstmtext.pretrained import default_classifier_dir
-from lstmtext.train import TrainEvent
 
 # A note when the contributions miss the log-odds by more than this share of their change.
 COMPLETENESS_NOTE = 0.1
@@ -202,78 +196,6 @@ def _explain(
     if html is not None:
         render.write_html(html, items)
         typer.echo(f"wrote {html}", err=True)
-
-
-# ---- training, called by `lstmtext train --task classify`
-
-
-def render_event(event: TrainEvent) -> None:
-    """One line per evaluation on stderr (a live panel adds little to a run of a few hundred steps)."""
-    if event.kind in ("warning", "stop"):
-        print(
-            event.message if event.kind == "stop" else f"note: {event.message}", file=sys.stderr, flush=True
-        )
-        return
-    if event.kind != "eval":
-        return
-    total = f"/{event.total_steps}" if event.total_steps else ""
-    loss = "-" if event.loss is None else f"{event.loss:.4f}"
-    val = "-" if event.val_loss is None else f"{event.val_loss:.4f}"
-    print(
-        f"step {event.step}{total}  loss {loss}  val_loss {val}  {event.message}  "
-        f"elapsed {event.elapsed:.0f}s",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def train_classifier_command(
-    sources: Sequence[str],
-    tokenizer_config: TokenizerConfig,
-    shape: ModelShape,
-    train_config: TrainConfig,
-    out: Path,
-    *,
-    options: ClassifierOptions,
-    overwrite: bool = False,
-) -> ClassifierResult:
-    """Train, report one line per evaluation, and turn Ctrl-C into a clean stop with the best model kept."""
-    from lstmtext.cli.train import stop_on_signals
-
-    with stop_on_signals() as (stop, received):
-        result = train_classifier(
-            sources,
-            tokenizer_config,
-            shape,
-            train_config,
-            out,
-            options=options,
-            on_event=render_event,
-            stop_event=stop,
-            overwrite=overwrite,
-        )
-    if result.stop_reason == "interrupted":
-        raise TrainingInterrupted(
-            f"interrupted at step {result.steps}; the best classifier so far is in {out}",
-            received[0] if received else signal.SIGINT,
-        )
-    best = (
-        "-"
-        if result.best_val_accuracy is None
-        else f"{result.best_val_accuracy:.4f} at step {result.best_step}"
-    )
-    if result.stop_reason == "diverged":
-        raise TrainingDiverged(
-            f"training diverged: the loss became NaN or infinite at step {result.steps}; "
-            f"the best classifier so far (validation accuracy {best}) is in {out}; try a lower --lr or --clip"
-        )
-    calibrated = "" if result.temperature is None else f" (temperature {result.temperature:.3f})"
-    typer.echo(
-        f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min; "
-        f"best validation accuracy {best}; classifier ({', '.join(result.labels)}){calibrated} in {out}",
-        err=True,
-    )
-    return result
 
 
 def render_metrics(metrics: ClassificationMetrics, as_json: bool) -> None:

@@ -33,6 +33,9 @@ class Entry:
 
 COMMANDS: dict[str, Entry] = {
     "train": Entry("train", "train", "Train a language model on CORPUS and save it in --out."),
+    "train-classifier": Entry(
+        "train_classifier", "train_classifier", "Train a classifier on LABELLED texts and save it in --out."
+    ),
     "evaluate": Entry(
         "evaluate",
         "evaluate",

@@ -5,74 +5,64 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import threading
-from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from lstmtext.cli.options import (
+    DATA,
+    MODEL,
+    OPTIM,
+    RUN,
+    Clip,
+    Device,
+    Dropout,
+    Ema,
+    Embed,
+    EmbedDropout,
+    Hidden,
+    Layers,
+    Level,
+    LevelOption,
+    LockedDropout,
+    Lowercase,
+    Lr,
+    MaxSteps,
+    MaxTime,
+    MaxVocab,
+    MinFrequency,
+    Optimizer,
+    Precision,
+    PrecisionOption,
+    RandomState,
+    Schedule,
+    Threads,
+    VocabSize,
+    Warmup,
+    WeightDecay,
+    WeightDrop,
+    stop_on_signals,
+)
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 
 # distributed, language_model and render import torch (seconds): each is imported where it is
 # used, so that `lstmtext train --help` shows at once.
 
-MODEL = "Model"
-DATA = "Data"
-OPTIM = "Optimisation"
-RUN = "Run"
-CLASSIFY = "Classification"
+__all__ = ["Level", "Optimizer", "Precision", "Schedule", "Task", "stop_on_signals", "train"]
+
+
+DEPRECATED_TASK = (
+    "lstmtext: note: `train --task classify` is deprecated and will be removed; "
+    "use `lstmtext train-classifier` (the same options, less the language model's)"
+)
 
 
 class Task(str, Enum):
     lm = "lm"
     classify = "classify"
-
-
-class Level(str, Enum):
-    char = "char"
-    word = "word"
-    bpe = "bpe"
-
-
-class Optimizer(str, Enum):
-    adam = "adam"
-    adamw = "adamw"
-    sgd = "sgd"
-
-
-class Schedule(str, Enum):
-    plateau = "plateau"
-    cosine = "cosine"
-    slanted = "slanted"
-    constant = "constant"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
-    """SIGINT/SIGTERM set an event the loop polls between steps, so it can save and return."""
-    stop = threading.Event()
-    received: list[int] = []
-
-    def handle(signum: int, frame: object) -> None:
-        received.append(signum)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop, received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _command_line(ctx: typer.Context, leave_out: set[str]) -> list[str]:
@@ -160,15 +150,11 @@ def train(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics).", rich_help_panel=RUN)
     ] = Path("runs/lm"),
-    level: Annotated[Level, typer.Option(help="Token level.", rich_help_panel=DATA)] = Level.char,
-    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.", rich_help_panel=DATA)] = 8000,
-    min_frequency: Annotated[
-        int, typer.Option(help="Word level: rarer words become <unk>.", rich_help_panel=DATA)
-    ] = 1,
-    max_vocab: Annotated[
-        int | None, typer.Option(help="Word level: keep only the most frequent words.", rich_help_panel=DATA)
-    ] = None,
-    lowercase: Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=DATA)] = False,
+    level: LevelOption = Level.char,
+    vocab_size: VocabSize = 8000,
+    min_frequency: MinFrequency = 1,
+    max_vocab: MaxVocab = None,
+    lowercase: Lowercase = False,
     val: Annotated[
         list[str] | None,
         typer.Option("--val", help="Validation text (instead of --val-fraction).", rich_help_panel=DATA),
@@ -182,27 +168,13 @@ def train(
     errors: Annotated[
         str, typer.Option(help="Undecodable bytes: strict (error) or replace.", rich_help_panel=DATA)
     ] = "strict",
-    layers: Annotated[int, typer.Option(help="Stacked LSTM layers.", rich_help_panel=MODEL)] = 2,
-    hidden: Annotated[int, typer.Option(help="LSTM hidden size.", rich_help_panel=MODEL)] = 512,
-    embed: Annotated[int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)] = 128,
-    dropout: Annotated[
-        float, typer.Option(help="Dropout between layers and on the output.", rich_help_panel=MODEL)
-    ] = 0.2,
-    embed_dropout: Annotated[float, typer.Option(help="Dropout on embeddings.", rich_help_panel=MODEL)] = 0.0,
-    locked_dropout: Annotated[
-        bool,
-        typer.Option(
-            help="Variational dropout: one mask per sequence, the same at every time step (AWD-LSTM).",
-            rich_help_panel=MODEL,
-        ),
-    ] = False,
-    weight_drop: Annotated[
-        float,
-        typer.Option(
-            help="DropConnect on the hidden-to-hidden weights U, fraction dropped (AWD-LSTM: 0.5).",
-            rich_help_panel=MODEL,
-        ),
-    ] = 0.0,
+    layers: Layers = 2,
+    hidden: Hidden = 512,
+    embed: Embed = 128,
+    dropout: Dropout = 0.2,
+    embed_dropout: EmbedDropout = 0.0,
+    locked_dropout: LockedDropout = False,
+    weight_drop: WeightDrop = 0.0,
     tie_weights: Annotated[
         bool,
         typer.Option(
@@ -228,26 +200,18 @@ def train(
         ),
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Streams trained in parallel.", rich_help_panel=OPTIM)] = 64,
-    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=OPTIM)] = 2e-3,
+    lr: Lr = 2e-3,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", rich_help_panel=OPTIM)] = Optimizer.adam,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)] = 0.0,
+    weight_decay: WeightDecay = 0.0,
     schedule: Annotated[
         Schedule,
         typer.Option(
             help="Learning-rate schedule (slanted: ULMFiT's slanted triangle).", rich_help_panel=OPTIM
         ),
     ] = Schedule.plateau,
-    warmup: Annotated[int, typer.Option(help="Warm-up steps.", rich_help_panel=OPTIM)] = 0,
-    clip: Annotated[
-        float, typer.Option(help="Gradient-norm clipping (0: off).", rich_help_panel=OPTIM)
-    ] = 5.0,
-    ema: Annotated[
-        float,
-        typer.Option(
-            help="Evaluate and keep a moving average of the weights with this decay, e.g. 0.999 (0: off).",
-            rich_help_panel=OPTIM,
-        ),
-    ] = 0.0,
+    warmup: Warmup = 0,
+    clip: Clip = 5.0,
+    ema: Ema = 0.0,
     ar: Annotated[
         float,
         typer.Option(
@@ -270,12 +234,8 @@ def train(
             help="Passes over the corpus (default 1 unless --max-steps/--max-time).", rich_help_panel=RUN
         ),
     ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="Stop after this many steps.", rich_help_panel=RUN)
-    ] = None,
-    max_time: Annotated[
-        float | None, typer.Option(help="Stop after this many minutes.", rich_help_panel=RUN)
-    ] = None,
+    max_steps: MaxSteps = None,
+    max_time: MaxTime = None,
     eval_every: Annotated[
         int, typer.Option(help="Steps between evaluations and checkpoints.", rich_help_panel=RUN)
     ] = 200,
@@ -301,22 +261,10 @@ def train(
             rich_help_panel=RUN,
         ),
     ] = False,
-    random_state: Annotated[
-        int, typer.Option(help="Random seed for weights, dropout and sampling.", rich_help_panel=RUN)
-    ] = 1337,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN)] = "auto",
-    precision: Annotated[
-        Precision,
-        typer.Option(
-            help="auto: bf16 where the hardware computes it natively (AVX512-BF16/AMX CPUs, recent "
-            "GPUs), else fp32; fp16 (with loss scaling) on CUDA only.",
-            rich_help_panel=RUN,
-        ),
-    ] = Precision.auto,
-    threads: Annotated[
-        int | None,
-        typer.Option(min=1, help="CPU threads (default: torch's choice, one per core).", rich_help_panel=RUN),
-    ] = None,
+    random_state: RandomState = 1337,
+    device: Device = "auto",
+    precision: PrecisionOption = Precision.auto,
+    threads: Threads = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
@@ -339,54 +287,16 @@ def train(
             rich_help_panel=RUN,
         ),
     ] = 0,
-    task: Annotated[
-        Task,
-        typer.Option(
-            help="lm: a language model on text; classify: a classifier on labelled data.",
-            rich_help_panel=CLASSIFY,
-        ),
-    ] = Task.lm,
-    start_from: Annotated[
-        Path | None,
-        typer.Option(
-            "--from",
-            help="Classify: start from this language model's tokenizer, embedding and core (ULMFiT), "
-            "or a classifier's (its head too when the labels are the same).",
-            rich_help_panel=CLASSIFY,
-        ),
-    ] = None,
-    label_column: Annotated[
-        str,
-        typer.Option(help="Classify: label column (CSV/TSV header) or JSON key.", rich_help_panel=CLASSIFY),
-    ] = "label",
-    text_column: Annotated[
-        str,
-        typer.Option(help="Classify: text column (CSV/TSV header) or JSON key.", rich_help_panel=CLASSIFY),
-    ] = "text",
-    max_tokens: Annotated[
-        int,
-        typer.Option(
-            help="Classify: tokens kept per training text (head and tail).", rich_help_panel=CLASSIFY
-        ),
-    ] = 512,
-    unfreeze: Annotated[
-        int,
-        typer.Option(
-            help="Classify: gradual unfreezing, one more layer group every N steps (0: off).",
-            rich_help_panel=CLASSIFY,
-        ),
-    ] = 0,
-    discriminative_lr: Annotated[
-        float,
-        typer.Option(
-            help="Classify: each layer group below learns this many times slower (ULMFiT: 2.6).",
-            rich_help_panel=CLASSIFY,
-        ),
-    ] = 1.0,
-    class_weights: Annotated[
-        bool,
-        typer.Option(help="Classify: weight the loss by inverse class frequency.", rich_help_panel=CLASSIFY),
-    ] = False,
+    # Deprecated for a release: `--task classify` and the options only it reads, hidden from the
+    # help; `lstmtext train-classifier` shows them, and only the options a classifier uses.
+    task: Annotated[Task, typer.Option(hidden=True)] = Task.lm,
+    start_from: Annotated[Path | None, typer.Option("--from", hidden=True)] = None,
+    label_column: Annotated[str, typer.Option(hidden=True)] = "label",
+    text_column: Annotated[str, typer.Option(hidden=True)] = "text",
+    max_tokens: Annotated[int, typer.Option(hidden=True)] = 512,
+    unfreeze: Annotated[int, typer.Option(hidden=True)] = 0,
+    discriminative_lr: Annotated[float, typer.Option(hidden=True)] = 1.0,
+    class_weights: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Train a language model on CORPUS and save it in --out.
 
@@ -474,11 +384,11 @@ def train(
     if start_from is not None and task is not Task.classify:
         # a language model starts from scratch or resumes; silently ignoring --from would train from scratch
         raise typer.BadParameter(
-            "starts a classifier only: add --task classify (or use --resume)", param_hint="--from"
+            "starts a classifier only: use lstmtext train-classifier (or --resume)", param_hint="--from"
         )
-    if task is Task.classify:  # labelled data -> classifier head on the same core
+    if task is Task.classify:  # deprecated: labelled data -> classifier head on the same core
         from lstmtext.classifier_train import ClassifierOptions
-        from lstmtext.cli.classify import train_classifier_command
+        from lstmtext.cli.train_classifier import train_classifier_command
         from lstmtext.labelled import Columns
 
         options = ClassifierOptions(
@@ -493,6 +403,8 @@ def train(
         train_classifier_command(
             corpus, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
         )
+        # Last, after a run that worked: an error stays the one line on stderr it always was.
+        typer.echo(DEPRECATED_TASK, err=True)
         return
     unit = "char" if level is Level.char else "token"
     display = TrainingDisplay(unit=unit) if rank.is_main else None  # rank 0 alone reports

@@ -1,0 +1,186 @@
+"""Options that `lstmtext train` and `lstmtext train-classifier` share, declared once.
+
+Each alias is the option's type with its help; a command gives it its name (the parameter's)
+and its default. An option whose meaning differs between the two commands (--optimizer,
+--schedule, --val, --val-fraction, --patience, --batch-size) is declared in each command,
+with the help that is true there. No torch here: both commands show their help at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+MODEL = "Model"
+DATA = "Data"
+OPTIM = "Optimisation"
+RUN = "Run"
+CLASSIFY = "Classification"
+
+
+class Level(str, Enum):
+    char = "char"
+    word = "word"
+    bpe = "bpe"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class Schedule(str, Enum):
+    plateau = "plateau"
+    cosine = "cosine"
+    slanted = "slanted"
+    constant = "constant"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+    """SIGINT/SIGTERM set an event the loop polls between steps, so it can save and return."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handle(signum: int, frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop, received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# ---- data and tokenizer
+
+LevelOption = Annotated[Level, typer.Option(help="Token level.", rich_help_panel=DATA)]
+VocabSize = Annotated[int, typer.Option(help="BPE vocabulary size.", rich_help_panel=DATA)]
+MinFrequency = Annotated[
+    int, typer.Option(help="Word level: rarer words become <unk>.", rich_help_panel=DATA)
+]
+MaxVocab = Annotated[
+    int | None, typer.Option(help="Word level: keep only the most frequent words.", rich_help_panel=DATA)
+]
+Lowercase = Annotated[bool, typer.Option(help="Word level: fold case.", rich_help_panel=DATA)]
+
+# ---- model
+
+Layers = Annotated[int, typer.Option(help="Stacked LSTM layers.", rich_help_panel=MODEL)]
+Hidden = Annotated[int, typer.Option(help="LSTM hidden size.", rich_help_panel=MODEL)]
+Embed = Annotated[int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)]
+Dropout = Annotated[
+    float, typer.Option(help="Dropout between layers and on the output.", rich_help_panel=MODEL)
+]
+EmbedDropout = Annotated[float, typer.Option(help="Dropout on embeddings.", rich_help_panel=MODEL)]
+LockedDropout = Annotated[
+    bool,
+    typer.Option(
+        help="Variational dropout: one mask per sequence, the same at every time step (AWD-LSTM).",
+        rich_help_panel=MODEL,
+    ),
+]
+WeightDrop = Annotated[
+    float,
+    typer.Option(
+        help="DropConnect on the hidden-to-hidden weights U, fraction dropped (AWD-LSTM: 0.5).",
+        rich_help_panel=MODEL,
+    ),
+]
+
+# ---- optimisation
+
+Lr = Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=OPTIM)]
+WeightDecay = Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)]
+Warmup = Annotated[int, typer.Option(help="Warm-up steps.", rich_help_panel=OPTIM)]
+Clip = Annotated[float, typer.Option(help="Gradient-norm clipping (0: off).", rich_help_panel=OPTIM)]
+Ema = Annotated[
+    float,
+    typer.Option(
+        help="Evaluate and keep a moving average of the weights with this decay, e.g. 0.999 (0: off).",
+        rich_help_panel=OPTIM,
+    ),
+]
+
+# ---- run
+
+Out = Annotated[
+    Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics).", rich_help_panel=RUN)
+]
+MaxSteps = Annotated[int | None, typer.Option(help="Stop after this many steps.", rich_help_panel=RUN)]
+MaxTime = Annotated[float | None, typer.Option(help="Stop after this many minutes.", rich_help_panel=RUN)]
+RandomState = Annotated[
+    int, typer.Option(help="Random seed for weights, dropout and sampling.", rich_help_panel=RUN)
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN)]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(
+        help="auto: bf16 where the hardware computes it natively (AVX512-BF16/AMX CPUs, recent "
+        "GPUs), else fp32; fp16 (with loss scaling) on CUDA only.",
+        rich_help_panel=RUN,
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(min=1, help="CPU threads (default: torch's choice, one per core).", rich_help_panel=RUN),
+]
+
+# ---- classification (train-classifier)
+
+StartFrom = Annotated[
+    Path | None,
+    typer.Option(
+        "--from",
+        help="Start from this language model's tokenizer, embedding and core (ULMFiT), or a "
+        "classifier's (its head too when the labels are the same); its tokenizer and sizes replace "
+        "--level, --vocab-size, --min-frequency, --max-vocab, --lowercase, --layers, --hidden and --embed.",
+        rich_help_panel=CLASSIFY,
+    ),
+]
+LabelColumn = Annotated[
+    str, typer.Option(help="Label column (CSV/TSV header) or JSON key.", rich_help_panel=CLASSIFY)
+]
+TextColumn = Annotated[
+    str, typer.Option(help="Text column (CSV/TSV header) or JSON key.", rich_help_panel=CLASSIFY)
+]
+MaxTokens = Annotated[
+    int,
+    typer.Option(
+        help="Tokens kept per training text (its first quarter and last three quarters).",
+        rich_help_panel=CLASSIFY,
+    ),
+]
+Unfreeze = Annotated[
+    int,
+    typer.Option(
+        help="Gradual unfreezing: the head alone first, one more layer group every N steps (0: off).",
+        rich_help_panel=CLASSIFY,
+    ),
+]
+DiscriminativeLr = Annotated[
+    float,
+    typer.Option(
+        help="Each layer group below learns this many times slower (ULMFiT: 2.6).", rich_help_panel=CLASSIFY
+    ),
+]
+ClassWeights = Annotated[
+    bool, typer.Option(help="Weight the loss by inverse class frequency.", rich_help_panel=CLASSIFY)
+]

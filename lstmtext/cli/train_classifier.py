@@ -1,0 +1,310 @@
+"""`lstmtext train-classifier`: labelled data -> a classifier head on an LSTM core.
+
+Only the options a classifier uses are here; `lstmtext train` is the language model's. The
+deprecated `lstmtext train --task classify` ends in `train_classifier_command` too.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lstmtext.cli.options import (
+    DATA,
+    OPTIM,
+    RUN,
+    ClassWeights,
+    Clip,
+    Device,
+    DiscriminativeLr,
+    Dropout,
+    Ema,
+    Embed,
+    EmbedDropout,
+    Hidden,
+    LabelColumn,
+    Layers,
+    Level,
+    LevelOption,
+    LockedDropout,
+    Lowercase,
+    Lr,
+    MaxSteps,
+    MaxTime,
+    MaxTokens,
+    MaxVocab,
+    MinFrequency,
+    Optimizer,
+    Precision,
+    RandomState,
+    Schedule,
+    StartFrom,
+    TextColumn,
+    Threads,
+    Unfreeze,
+    VocabSize,
+    Warmup,
+    WeightDecay,
+    WeightDrop,
+    stop_on_signals,
+)
+from lstmtext.config import TokenizerConfig, TrainConfig
+from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+
+# classifier_train, distributed and language_model import torch (seconds): each is imported
+# where it is used, so that `lstmtext train-classifier --help` shows at once.
+if TYPE_CHECKING:
+    from lstmtext.classifier_train import ClassifierOptions, ClassifierResult
+    from lstmtext.language_model import ModelShape
+    from lstmtext.train import TrainEvent
+
+
+def train_classifier(
+    labelled: Annotated[
+        list[str],
+        typer.Argument(
+            help="Labelled data: TSV label<TAB>text, CSV/TSV with a header, JSONL, a folder per "
+            "label, or a catalogue name (e.g. sst2)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory (model, metrics).", rich_help_panel=RUN)
+    ] = Path("runs/classifier"),
+    start_from: StartFrom = None,
+    unfreeze: Unfreeze = 0,
+    discriminative_lr: DiscriminativeLr = 1.0,
+    label_column: LabelColumn = "label",
+    text_column: TextColumn = "text",
+    max_tokens: MaxTokens = 512,
+    class_weights: ClassWeights = False,
+    val: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--val", help="Labelled validation data (instead of --val-fraction).", rich_help_panel=DATA
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Fraction of each class held out for validation (stratified; 0: none).", rich_help_panel=DATA
+        ),
+    ] = 0.1,
+    level: LevelOption = Level.char,
+    vocab_size: VocabSize = 8000,
+    min_frequency: MinFrequency = 1,
+    max_vocab: MaxVocab = None,
+    lowercase: Lowercase = False,
+    layers: Layers = 2,
+    hidden: Hidden = 512,
+    embed: Embed = 128,
+    dropout: Dropout = 0.2,
+    embed_dropout: EmbedDropout = 0.0,
+    locked_dropout: LockedDropout = False,
+    weight_drop: WeightDrop = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Texts per batch.", rich_help_panel=OPTIM)] = 64,
+    lr: Lr = 2e-3,
+    optimizer: Annotated[
+        Optimizer,
+        typer.Option(
+            help="adam and adamw: AdamW, betas (0.9, 0.99), decoupled weight decay; sgd: momentum 0.9.",
+            rich_help_panel=OPTIM,
+        ),
+    ] = Optimizer.adam,
+    weight_decay: WeightDecay = 0.0,
+    schedule: Annotated[
+        Schedule,
+        typer.Option(
+            help="Learning-rate schedule. plateau: halved after each evaluation without a better "
+            "validation accuracy; cosine and slanted (ULMFiT's triangle) over the steps, or over "
+            "--max-time when that is the only limit.",
+            rich_help_panel=OPTIM,
+        ),
+    ] = Schedule.plateau,
+    warmup: Warmup = 0,
+    clip: Clip = 5.0,
+    ema: Ema = 0.0,
+    epochs: Annotated[
+        float | None,
+        typer.Option(
+            help="Passes over the training texts (default 1 unless --max-steps/--max-time).",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    max_steps: MaxSteps = None,
+    max_time: MaxTime = None,
+    eval_every: Annotated[
+        int,
+        typer.Option(
+            help="Steps between evaluations; the weights of the best validation accuracy are kept.",
+            rich_help_panel=RUN,
+        ),
+    ] = 200,
+    patience: Annotated[
+        int,
+        typer.Option(
+            help="Evaluations without a better validation accuracy before stopping (0: never).",
+            rich_help_panel=RUN,
+        ),
+    ] = 5,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the run already in --out (its files are removed first); without it, a "
+            "folder that holds files is refused.",
+            rich_help_panel=RUN,
+        ),
+    ] = False,
+    random_state: RandomState = 1337,
+    device: Device = "auto",
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="auto: bf16 where the hardware computes it natively (AVX512-BF16/AMX CPUs, recent "
+            "GPUs), else fp32; fp16 on CUDA only, without loss scaling.",
+            rich_help_panel=RUN,
+        ),
+    ] = Precision.auto,
+    threads: Threads = None,
+) -> None:
+    """Train a classifier on LABELLED texts and save it in --out.
+
+    A classifier is the LSTM core with a head on its pooled outputs; it trains in one
+    process, keeps the weights of the best validation accuracy, and fits a temperature on the
+    validation data at the end, so its probabilities are calibrated.
+
+    \b
+    Examples: [bold]lstmtext train-classifier sst2 --val sst2:valid --out runs/sst2[/]
+    [bold]lstmtext train-classifier imdb --from runs/imdb-lm --unfreeze 300 --out runs/imdb[/]
+    """
+    from lstmtext import distributed
+    from lstmtext.classifier_train import ClassifierOptions
+    from lstmtext.labelled import Columns
+    from lstmtext.language_model import ModelShape
+
+    if distributed.from_environment().enabled:
+        raise ConfigError("train-classifier trains in one process: not under torchrun")
+    if max_time is not None and not max_time > 0:  # checked here, in the minutes the user gave
+        raise ConfigError(f"--max-time must be a positive number of minutes, not {max_time}")
+    tokenizer_config = TokenizerConfig(
+        level=level.value,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        max_vocab=max_vocab,
+        lowercase=lowercase,
+    )
+    shape = ModelShape(
+        embedding_dim=embed,
+        hidden_size=hidden,
+        num_layers=layers,
+        dropout=dropout,
+        embedding_dropout=embed_dropout,
+        locked_dropout=locked_dropout,
+        weight_drop=weight_drop,
+    )
+    shape.model_config(vocab_size=1)  # validate sizes before reading any data
+    train_config = TrainConfig(
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer.value,
+        weight_decay=weight_decay,
+        epochs=epochs,
+        max_steps=max_steps,
+        max_time=max_time * 60 if max_time is not None else None,
+        clip=clip,
+        val_fraction=val_fraction,
+        eval_every=eval_every,
+        patience=patience or None,
+        lr_schedule=schedule.value,
+        warmup_steps=warmup,
+        ema=ema,
+        random_state=random_state,
+        device=device,
+        precision=precision.value,
+        threads=threads,
+    )
+    options = ClassifierOptions(
+        start_from=start_from,
+        columns=Columns(label=label_column, text=text_column),
+        val_sources=tuple(val or ()),
+        max_tokens=max_tokens,
+        unfreeze_every=unfreeze,
+        discriminative_lr=discriminative_lr,
+        class_weights=class_weights,
+    )
+    train_classifier_command(
+        labelled, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
+    )
+
+
+def render_event(event: TrainEvent) -> None:
+    """One line per evaluation on stderr (a live panel adds little to a run of a few hundred steps)."""
+    if event.kind in ("warning", "stop"):
+        print(
+            event.message if event.kind == "stop" else f"note: {event.message}", file=sys.stderr, flush=True
+        )
+        return
+    if event.kind != "eval":
+        return
+    total = f"/{event.total_steps}" if event.total_steps else ""
+    loss = "-" if event.loss is None else f"{event.loss:.4f}"
+    val = "-" if event.val_loss is None else f"{event.val_loss:.4f}"
+    print(
+        f"step {event.step}{total}  loss {loss}  val_loss {val}  {event.message}  "
+        f"elapsed {event.elapsed:.0f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def train_classifier_command(
+    sources: Sequence[str],
+    tokenizer_config: TokenizerConfig,
+    shape: ModelShape,
+    train_config: TrainConfig,
+    out: Path,
+    *,
+    options: ClassifierOptions,
+    overwrite: bool = False,
+) -> ClassifierResult:
+    """Train, report one line per evaluation, and turn Ctrl-C into a clean stop with the best model kept."""
+    from lstmtext.classifier_train import train_classifier as fine_tune
+
+    with stop_on_signals() as (stop, received):
+        result = fine_tune(
+            sources,
+            tokenizer_config,
+            shape,
+            train_config,
+            out,
+            options=options,
+            on_event=render_event,
+            stop_event=stop,
+            overwrite=overwrite,
+        )
+    if result.stop_reason == "interrupted":
+        raise TrainingInterrupted(
+            f"interrupted at step {result.steps}; the best classifier so far is in {out}",
+            received[0] if received else signal.SIGINT,
+        )
+    best = (
+        "-"
+        if result.best_val_accuracy is None
+        else f"{result.best_val_accuracy:.4f} at step {result.best_step}"
+    )
+    if result.stop_reason == "diverged":
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or infinite at step {result.steps}; "
+            f"the best classifier so far (validation accuracy {best}) is in {out}; try a lower --lr or --clip"
+        )
+    calibrated = "" if result.temperature is None else f" (temperature {result.temperature:.3f})"
+    typer.echo(
+        f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min; "
+        f"best validation accuracy {best}; classifier ({', '.join(result.labels)}){calibrated} in {out}",
+        err=True,
+    )
+    return result
