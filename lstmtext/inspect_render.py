@@ -1,6 +1,6 @@
 """Showing an Inspection: rich text and tables for the terminal, a standalone HTML page, a PNG.
 
-Everything here draws what lstmtext.inspect computed; nothing here computes model values.
+Everything here draws what lstmtext.inspection computed; nothing here computes model values.
 A `Series` is one row of values over the tokens (one unit's activations, or a pattern's
 indicator) with the range its colour scale spans.
 """
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from lstmtext.errors import LstmTextError
 from lstmtext.files import atomic_write_bytes, atomic_write_text
-from lstmtext.inspect import (
+from lstmtext.inspection import (
     SIGMOID_GATES,
     GateSaturation,
     Inspection,

@@ -13,7 +13,8 @@ import torch
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.config import ModelConfig, TokenizerConfig
 from lstmtext.errors import ConfigError
-from lstmtext.inspect import (
+from lstmtext.inspect_render import html_page, layer_series, unit_series, write_html, write_png
+from lstmtext.inspection import (
     QUANTITIES,
     correlations,
     find_units,
@@ -23,7 +24,6 @@ from lstmtext.inspect import (
     token_spans,
     top_predictions,
 )
-from lstmtext.inspect_render import html_page, layer_series, unit_series, write_html, write_png
 from lstmtext.model import Classifier, LanguageModel
 from lstmtext.tokenizer import TextTokenizer
 

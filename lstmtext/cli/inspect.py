@@ -14,7 +14,7 @@ from lstmtext import inspect_render as render
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.corpus import read_text
 from lstmtext.errors import ConfigError
-from lstmtext.inspect import (
+from lstmtext.inspection import (
     GateSaturation,
     Inspection,
     Prediction,
