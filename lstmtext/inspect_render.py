@@ -23,7 +23,7 @@ from lstmtext.inspection import (
     SIGMOID_GATES,
     GateSaturation,
     Inspection,
-    Prediction,
+    TokenPrediction,
     UnitMatch,
     blue_white_red,
     value_range,
@@ -110,7 +110,7 @@ def _show_token(token: str) -> str:
 
 
 def predictions_table(
-    predictions: list[Prediction], position: int, context: str, actual: str | None
+    predictions: list[TokenPrediction], position: int, context: str, actual: str | None
 ) -> Table:
     title = f"next token after position {position} ({_show_token(context)})"
     if actual is not None:

@@ -297,7 +297,9 @@ def most_active_unit(inspection: Inspection, layer: int, quantity: str) -> int:
 
 
 @dataclass(frozen=True)
-class Prediction:
+class TokenPrediction:
+    """One of the next tokens a language model expects (classify.Prediction is a class verdict)."""
+
     token: str
     token_id: int
     probability: float
@@ -313,14 +315,16 @@ def position_index(inspection: Inspection, position: int) -> int:
 
 def top_predictions(
     inspection: Inspection, tokenizer: TextTokenizer, position: int, top: int = 5
-) -> list[Prediction]:
+) -> list[TokenPrediction]:
     """The `top` most likely tokens to follow token `position` (softmax of the LM head)."""
     if inspection.logits is None:
         raise ConfigError("this model is a classifier: it makes no next-token predictions")
     probabilities = torch.softmax(inspection.logits[position_index(inspection, position)], dim=-1)
     values, indices = probabilities.topk(min(top, probabilities.numel()))
     return [
-        Prediction(token=tokenizer.decode([i]) or tokenizer.id_to_token(i), token_id=i, probability=float(p))
+        TokenPrediction(
+            token=tokenizer.decode([i]) or tokenizer.id_to_token(i), token_id=i, probability=float(p)
+        )
         for p, i in zip(values.tolist(), indices.tolist(), strict=True)
     ]
 

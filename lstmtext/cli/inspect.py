@@ -17,7 +17,7 @@ from lstmtext.errors import ConfigError
 from lstmtext.inspection import (
     GateSaturation,
     Inspection,
-    Prediction,
+    TokenPrediction,
     UnitMatch,
     find_units,
     gate_saturation,
@@ -193,7 +193,7 @@ def _as_dict(
     unit: int,
     quantity: str,
     selected: render.Series,
-    predictions: list[Prediction],
+    predictions: list[TokenPrediction],
     at: int,
     matches: list[UnitMatch],
     saturations: list[GateSaturation],
