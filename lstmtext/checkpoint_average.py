@@ -7,6 +7,12 @@ the best checkpoints of two runs cannot be averaged so (1.5136). Unlike `--ema`,
 nothing decided before training: average the best and the last step checkpoints a run kept.
 
 write_average(Path("runs/lm-avg"), [Path("runs/lm"), Path("runs/lm/checkpoints/step-00001300")])
+
+Three things in lstmtext average; this module is the second:
+- weight_ema: one run's weights, averaged over its training steps as it trains (`--ema`);
+- checkpoint_average: saved checkpoints' weights, averaged after training (`lstmtext average`);
+- lm_ensemble and classify.Ensemble: several models' predicted probabilities, the weights
+  untouched (`--model` given more than once).
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ import torch
 from torch import Tensor, nn
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.averaging import WeightAverage, kept_weights
 from lstmtext.classify import classification_metrics, encode_texts, length_buckets, pad_batch
 from lstmtext.config import RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError
@@ -44,6 +43,7 @@ from lstmtext.schedule import slanted_triangular
 from lstmtext.threads import torch_threads
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import TrainEvent, autocast_context, fused_adam, resolve_precision, select_device
+from lstmtext.weight_ema import WeightAverage, kept_weights
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,9 @@ class Predictor:
 class Ensemble:
     """Classifiers that vote with the mean of their class probabilities.
 
+    An average of predictions, not of weights (those are lstmtext.weight_ema and
+    lstmtext.checkpoint_average); lstmtext.lm_ensemble is its counterpart for language models.
+
     Members may differ in tokenizer, shape and training data (one started from a language
     model, one from scratch, one trained on long texts only); models that err on different
     texts make fewer errors together. They must name the same classes, in any order: the

@@ -30,8 +30,8 @@ from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, ids_digest, read_text, split_ids
 from lstmtext.distributed import Distributed, process_group
 from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
-from lstmtext.ensemble import check_same_tokenizer
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
+from lstmtext.lm_ensemble import check_same_tokenizer
 from lstmtext.model import LanguageModel
 from lstmtext.run_directory import claim_run_directory
 from lstmtext.threads import torch_threads
@@ -224,7 +224,7 @@ def evaluate_language_model(
 
     With `dynamic`, the model adapts to the text as it reads it (lstmtext.dynamic_eval); the
     defaults are then one row and segments of 20 tokens. Several directories: the loss of
-    their ensemble, the mean of their probabilities (lstmtext.ensemble).
+    their ensemble, the mean of their probabilities (lstmtext.lm_ensemble).
     """
     model_dirs = [model_dir] if isinstance(model_dir, (str, Path)) else list(model_dir)
     if not model_dirs:

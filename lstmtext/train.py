@@ -23,16 +23,16 @@ import torch
 from torch import Tensor, nn
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.averaging import WeightAverage, kept_weights
 from lstmtext.config import RunConfig, TrainConfig
 from lstmtext.corpus import TokenStream, fit_batch_shape, release_pages
 from lstmtext.distributed import Distributed, local_batch_size, row_block
-from lstmtext.ensemble import mixture_nll
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
+from lstmtext.lm_ensemble import mixture_nll
 from lstmtext.model import LanguageModel, State
 from lstmtext.regularisation import ActivationPenalty
 from lstmtext.schedule import slanted_triangular
 from lstmtext.tokenizer import TextTokenizer
+from lstmtext.weight_ema import WeightAverage, kept_weights
 
 # Batches between dropping the pages of a memory-mapped corpus from RSS: each batch maps about
 # B * T * 2 bytes more (13 KB at 64 x 100), so RSS grows by at most ~13 MB between two drops.
@@ -210,7 +210,7 @@ def evaluate_stream(
 ) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) over a stream, state carried; returns (loss, tokens).
 
-    Several models: the loss of their ensemble (lstmtext.ensemble), each with its own state."""
+    Several models: the loss of their ensemble (lstmtext.lm_ensemble), each with its own state."""
     models = [model] if isinstance(model, LanguageModel) else list(model)
     was_training = [m.training for m in models]
     for m in models:

@@ -4,6 +4,12 @@ p(y | x) = (1/K) * sum_k p_k(y | x), each model reading the text with its own ca
 Models trained apart err on different tokens, so the mixture's loss usually falls below
 each member's; by Jensen's inequality it is never above their mean loss. train.evaluate_stream
 reads a stream with several models and scores their mixture through mixture_nll.
+
+Three things in lstmtext average; this module is the third, for language models:
+- weight_ema: one run's weights, averaged over its training steps as it trains (`--ema`);
+- checkpoint_average: saved checkpoints' weights, averaged after training (`lstmtext average`);
+- lm_ensemble and classify.Ensemble: several models' predicted probabilities, the weights
+  untouched (`--model` given more than once).
 """
 
 from __future__ import annotations

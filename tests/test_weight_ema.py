@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from lstmtext.averaging import PREFIX, WeightAverage
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import ModelShape, train_language_model
+from lstmtext.weight_ema import PREFIX, WeightAverage
 
 from .conftest import TINY_TEXT, train_whole_and_split
 

@@ -6,6 +6,12 @@ exponential moving average sits nearer the middle of the valley those steps wand
 recipe without it (BENCHMARKS.md), an averaged PTB run scored a lower validation loss at every
 shared evaluation step, an averaged Tiny Shakespeare run only until its raw weights began to
 overfit. Training goes on from the raw weights.
+
+Three things in lstmtext average; this module is the first:
+- weight_ema: one run's weights, averaged over its training steps as it trains (`--ema`);
+- checkpoint_average: saved checkpoints' weights, averaged after training (`lstmtext average`);
+- lm_ensemble and classify.Ensemble: several models' predicted probabilities, the weights
+  untouched (`--model` given more than once).
 """
 
 from __future__ import annotations
