@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from lstmtext.errors import CheckpointError, ConfigError
@@ -19,7 +20,36 @@ FORMAT_VERSION = 1
 LEVELS = ("char", "word", "bpe")
 TASKS = ("lm", "classify")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class Precision(str, Enum):
+    """What training computes in (autocast). auto: bf16 where the hardware computes it natively,
+    else fp32; fp16 on CUDA only (the LM loop scales its loss, the classifier's does not)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class ClassifyPrecision(str, Enum):
+    """What batched classification computes in (autocast); auto as for training."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class StepPrecision(str, Enum):
+    """The matrices of the token-by-token inference step (generate); bf16 on CPUs with oneDNN bf16."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+# The one definition of each set: the library checks these, the CLI offers the enums above.
+PRECISIONS = tuple(p.value for p in Precision)
+STEP_PRECISIONS = tuple(p.value for p in StepPrecision)
 
 # Upper bounds, so that an untrusted config.json cannot make loading build a model for minutes
 # or allocate gigabytes before its weights are even read.

@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from lstmtext.config import ModelConfig
+from lstmtext.config import STEP_PRECISIONS, ModelConfig
 from lstmtext.errors import ConfigError
-from lstmtext.inference import PRECISIONS, InferenceStep, StepState
+from lstmtext.inference import InferenceStep, StepState
 from lstmtext.model import LanguageModel
 from lstmtext.sample import check_sampling, sample_next
 from lstmtext.tokenizer import TextTokenizer
@@ -54,8 +54,10 @@ class GenerateConfig:
             raise ConfigError("beam search gives one continuation: use --beam or --num-samples, not both")
         if self.stop == "":
             raise ConfigError("the stop string must not be empty")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.precision not in STEP_PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(STEP_PRECISIONS)}, not {self.precision!r}"
+            )
 
 
 class IncrementalDecoder:

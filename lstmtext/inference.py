@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lstmtext.config import STEP_PRECISIONS
 from lstmtext.errors import ConfigError
 from lstmtext.model import LanguageModel, State
 
 # Above this size (bytes) layer 0 keeps the embedding rather than a (V, 4H) table.
 TABLE_LIMIT = 64 << 20
-PRECISIONS = ("fp32", "bf16")
 
 
 def bf16_available() -> bool:
@@ -122,7 +122,7 @@ class InferenceStep:
     def __init__(
         self, model: LanguageModel, *, precision: str = "fp32", table_limit: int = TABLE_LIMIT
     ) -> None:
-        if precision not in PRECISIONS:
+        if precision not in STEP_PRECISIONS:
             raise ConfigError(f"inference precision must be fp32 or bf16, not {precision!r}")
         if precision == "bf16" and not bf16_available():
             raise ConfigError("bf16 inference needs a CPU with bf16 support and torch built with oneDNN")

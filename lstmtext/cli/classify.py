@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from rich.table import Table
 from lstmtext.calibration import UNCERTAIN, verdict
 from lstmtext.classify import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
 from lstmtext.cli.untrusted import escaped
+from lstmtext.config import ClassifyPrecision
 from lstmtext.errors import ConfigError
 from lstmtext.explain import Explanation
 from lstmtext.labelled import Document, read_documents
@@ -22,12 +22,6 @@ from lstmtext.pretrained import default_classifier_dir
 
 # A note when the contributions miss the log-odds by more than this share of their change.
 COMPLETENESS_NOTE = 0.1
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
 
 
 def classify(
@@ -55,8 +49,8 @@ def classify(
     ] = 32768,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[
-        Precision, typer.Option(help="auto uses bf16 where the hardware accelerates it.")
-    ] = Precision.auto,
+        ClassifyPrecision, typer.Option(help="auto uses bf16 where the hardware accelerates it.")
+    ] = ClassifyPrecision.auto,
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads (default: chosen per batch shape).")
     ] = None,

@@ -8,7 +8,6 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -16,6 +15,7 @@ import torch
 import typer
 
 from lstmtext.checkpoint import load_checkpoint
+from lstmtext.config import StepPrecision
 from lstmtext.errors import ConfigError
 from lstmtext.generate import GenerateConfig, Session, batch_rows, sample_in_batches
 from lstmtext.model import LanguageModel
@@ -30,11 +30,6 @@ OUTPUT = "Output"
 TOP_COMMAND = re.compile(r":top(?:\s+([1-9][0-9]*))?")
 PICK_COMMAND = re.compile(r":pick\s+([1-9][0-9]*)")
 DEFAULT_TOP = 10
-
-
-class StepPrecision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
 
 
 def _write(text: str) -> None:

@@ -18,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+from lstmtext.config import Precision
+
 MODEL = "Model"
 DATA = "Data"
 OPTIM = "Optimisation"
@@ -42,13 +44,6 @@ class Schedule(str, Enum):
     cosine = "cosine"
     slanted = "slanted"
     constant = "constant"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 @contextlib.contextmanager

@@ -34,7 +34,6 @@ from lstmtext.cli.options import (
     MaxVocab,
     MinFrequency,
     Optimizer,
-    Precision,
     PrecisionOption,
     RandomState,
     Schedule,
@@ -45,7 +44,7 @@ from lstmtext.cli.options import (
     WeightDrop,
     stop_on_signals,
 )
-from lstmtext.config import TokenizerConfig, TrainConfig
+from lstmtext.config import Precision, TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 
 # distributed, language_model and render import torch (seconds): each is imported where it is

@@ -40,7 +40,6 @@ from lstmtext.cli.options import (
     MaxVocab,
     MinFrequency,
     Optimizer,
-    Precision,
     RandomState,
     Schedule,
     StartFrom,
@@ -53,7 +52,7 @@ from lstmtext.cli.options import (
     WeightDrop,
     stop_on_signals,
 )
-from lstmtext.config import TokenizerConfig, TrainConfig
+from lstmtext.config import Precision, TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 
 # classifier_train, distributed and language_model import torch (seconds): each is imported
