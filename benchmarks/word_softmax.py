@@ -23,8 +23,9 @@ from benchmarks import Interleaved, result
 from benchmarks.training import SegmentedTrainer, Variant, segment_train_config
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
 from lstmtext.corpus import TokenStream, split_ids
+from lstmtext.device import cpu_has_fast_bf16
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, cpu_has_fast_bf16, evaluate_stream
+from lstmtext.train import Trainer, evaluate_stream
 
 BATCH_SIZE, SEQ_LEN, SIZE, VOCAB, CUTOFF = 32, 35, 650, 10_000, 1000
 TOKENS_PER_STEP = BATCH_SIZE * SEQ_LEN

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lstmtext import checkpoint as ckpt
 from lstmtext.classify import classification_metrics, encode_texts, length_buckets, pad_batch
 from lstmtext.config import RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.device import autocast_context, resolve_precision, select_device
 from lstmtext.errors import ConfigError
 from lstmtext.labelled import Columns, LabelledData, read_labelled
 from lstmtext.language_model import ModelShape
@@ -42,7 +43,7 @@ from lstmtext.run_directory import claim_run_directory
 from lstmtext.schedule import slanted_triangular
 from lstmtext.threads import torch_threads
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import TrainEvent, autocast_context, fused_adam, resolve_precision, select_device
+from lstmtext.train import TrainEvent, fused_adam
 from lstmtext.weight_ema import WeightAverage, kept_weights
 
 

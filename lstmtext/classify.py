@@ -24,12 +24,12 @@ from torch import Tensor
 from lstmtext import checkpoint as ckpt
 from lstmtext.calibration import Reliability, reliability
 from lstmtext.config import RunConfig
+from lstmtext.device import autocast_context, resolve_precision, select_device
 from lstmtext.errors import DataError
 from lstmtext.labelled import DEFAULT_COLUMNS, Columns, read_labelled
 from lstmtext.model import Classifier
 from lstmtext.threads import inference_threads, torch_threads
 from lstmtext.tokenizer import PIECE_CHARS, TextTokenizer, encode_long
-from lstmtext.train import autocast_context, resolve_precision, select_device
 
 # Texts of more tokens are read this many at a time with the state carried (Classifier.forward_windows).
 LONG_TEXT_WINDOW = 4096

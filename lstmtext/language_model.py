@@ -28,6 +28,7 @@ from lstmtext.bigcorpus import (
 )
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, ids_digest, read_text, split_ids
+from lstmtext.device import select_device
 from lstmtext.distributed import Distributed, process_group
 from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
@@ -36,7 +37,7 @@ from lstmtext.model import LanguageModel
 from lstmtext.run_directory import claim_run_directory
 from lstmtext.threads import torch_threads
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, TrainEvent, TrainResult, evaluate_stream, select_device
+from lstmtext.train import Trainer, TrainEvent, TrainResult, evaluate_stream
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.device import resolve_precision, select_device
 from lstmtext.errors import ConfigError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, resolve_precision, select_device
+from lstmtext.train import Trainer
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
 

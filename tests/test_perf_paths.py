@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from lstmtext import language_model
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.corpus import cached_ids, release_pages
+from lstmtext.device import cpu_has_fast_bf16, resolve_precision
 from lstmtext.errors import ConfigError, CorpusError
 from lstmtext.language_model import ModelShape, train_language_model
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import cpu_has_fast_bf16, resolve_precision
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
 

@@ -16,13 +16,13 @@ import typer
 
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.config import StepPrecision
+from lstmtext.device import select_device
 from lstmtext.errors import ConfigError
 from lstmtext.generate import GenerateConfig, Session, batch_rows, sample_in_batches
 from lstmtext.model import LanguageModel
 from lstmtext.pretrained import default_lm_dir
 from lstmtext.sample import make_generator
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import select_device
 
 SAMPLING = "Sampling"
 OUTPUT = "Output"
