@@ -111,3 +111,37 @@ def test_unwrap_joins_each_paragraphs_lines() -> None:
 def test_an_unknown_command_is_a_usage_error_with_a_suggestion(cli) -> None:
     result = cli(["trian"])
     assert result.exit_code == 2 and "Did you mean 'train'" in result.stderr
+
+
+# A value other than the default for every option of train-classifier.
+CLASSIFIER_VALUES = {
+    "--out": ["runs/other"], "--from": ["runs/lm"], "--unfreeze": ["3"], "--discriminative-lr": ["2.6"],
+    "--label-column": ["y"], "--text-column": ["x"], "--max-tokens": ["7"], "--class-weights": [],
+    "--val": ["val.tsv"], "--val-fraction": ["0.3"], "--level": ["word"], "--vocab-size": ["300"],
+    "--min-frequency": ["2"], "--max-vocab": ["50"], "--lowercase": [], "--layers": ["1"],
+    "--hidden": ["8"], "--embed": ["4"], "--dropout": ["0.1"], "--embed-dropout": ["0.1"],
+    "--locked-dropout": [], "--weight-drop": ["0.1"], "--batch-size": ["3"], "--lr": ["0.1"],
+    "--optimizer": ["sgd"], "--weight-decay": ["0.1"], "--schedule": ["cosine"], "--warmup": ["2"],
+    "--clip": ["1"], "--ema": ["0.9"], "--epochs": ["2"], "--max-steps": ["5"], "--max-time": ["1"],
+    "--eval-every": ["3"], "--patience": ["2"], "--overwrite": [], "--random-state": ["1"],
+    "--device": ["cpu"], "--precision": ["fp32"], "--threads": ["1"],
+}  # fmt: skip
+
+
+def test_every_train_classifier_option_reaches_the_classifier(cli, monkeypatch) -> None:
+    """Each option, changed alone, changes what the classifier's training is given: none is ignored."""
+    from lstmtext.cli import train_classifier
+
+    calls: list[tuple[object, ...]] = []
+
+    def record(*args: object, **options: object) -> None:
+        calls.append((*args, *sorted(options.items())))
+
+    monkeypatch.setattr(train_classifier, "train_classifier_command", record)
+    shown = {opt for opt in shown_options("train-classifier") if opt.startswith("--") and opt != "--help"}
+    assert shown == set(CLASSIFIER_VALUES)
+    assert cli(["train-classifier", "data.tsv"]).exit_code == 0
+    default = calls.pop()
+    for option, value in CLASSIFIER_VALUES.items():
+        assert cli(["train-classifier", "data.tsv", option, *value]).exit_code == 0, option
+        assert calls.pop() != default, f"{option} changes nothing"
