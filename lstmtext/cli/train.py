@@ -302,6 +302,8 @@ def train(
     Example: [bold]lstmtext train tinyshakespeare --max-time 30 --out runs/shakespeare[/]
 
     Several processes: [bold]--nproc N[/], or [bold]torchrun --nproc-per-node N -m lstmtext train ...[/]
+
+    A classifier on labelled data: [bold]lstmtext train-classifier[/].
     """
     from lstmtext import distributed
     from lstmtext.cli.render import TrainingDisplay
