@@ -2,11 +2,10 @@
 
 A library call must leave torch's global thread count as it found it (the CLI runs
 in-process in tests and notebooks). And more threads are not faster for the LSTM's
-recurrence: each time step is one small matrix product, so a second thread adds a hand-off
-per step and, when the other core is busy (a training beside it), waits for it. Measured
-with the embedded sentiment classifier (H 256, bf16) on a 2-core Zen 4 with a training
-running on the machine: one 16 KB review 0.07 s on one thread, 16.5 s on two; 128 reviews of
-1 KB 0.1 s against 2.5 s.
+recurrence on small work: each time step is one matrix product, so a second thread adds a
+hand-off per step and, when the other core is busy, waits for it. One review, or a few,
+runs on one thread; a batch of 64 or more reviews at H 256 is worth both cores on an idle
+machine (`python -m benchmarks.classification`: BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from collections.abc import Iterator
 import torch
 
 # Multiply-adds per time step (rows x 4H x H) from which the work of one step is worth
-# splitting over threads: batch 512 at H 256, or batch 32 at H 1024.
-PARALLEL_STEP_WORK = 1 << 27
+# splitting over threads: batch 64 at H 256, or batch 4 at H 1024.
+PARALLEL_STEP_WORK = 1 << 24
 
 
 def inference_threads(rows: int, hidden_size: int) -> int:
