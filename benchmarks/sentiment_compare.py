@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import cpu_model
+from benchmarks import cpu_model, split_at_dashes
 from benchmarks.sentiment_baselines import TfidfBaseline, scores, vader_predict
 from benchmarks.sentiment_data import AMAZON_DOMAINS, CORPORA, read_tsv, write_tsv
 
@@ -150,11 +150,7 @@ def amazon_transfer(
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    train_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, train_args = argv[:cut], argv[cut + 1 :]
+    argv, train_args = split_at_dashes(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sentiment_compare", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("command", nargs="?", default="evaluate", choices=("evaluate", "amazon-transfer"))

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import cpu_model
+from benchmarks import cpu_model, split_at_dashes
 from benchmarks.sentiment_data import read_tsv, write_tsv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,11 +126,7 @@ def mr_cv_ensemble(runs: list[Path], k: int) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    train_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, train_args = argv[:cut], argv[cut + 1 :]
+    argv, train_args = split_at_dashes(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sentiment_quality", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--corpora", type=Path, default=CORPORA, help="folder with sst2/, imdb/, mr/")
