@@ -17,9 +17,28 @@ from lstmtext.errors import CheckpointError, ConfigError
 # Bumped when config.json changes in a way older code cannot read.
 FORMAT_VERSION = 1
 
-LEVELS = ("char", "word", "bpe")
 TASKS = ("lm", "classify")
-OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+class Level(str, Enum):
+    char = "char"
+    word = "word"
+    bpe = "bpe"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class Schedule(str, Enum):
+    """plateau: decay on a stalled validation; cosine; slanted: ULMFiT's slanted triangle; constant."""
+
+    plateau = "plateau"
+    cosine = "cosine"
+    slanted = "slanted"
+    constant = "constant"
 
 
 class Precision(str, Enum):
@@ -48,6 +67,9 @@ class StepPrecision(str, Enum):
 
 
 # The one definition of each set: the library checks these, the CLI offers the enums above.
+LEVELS = tuple(level.value for level in Level)
+OPTIMIZERS = tuple(o.value for o in Optimizer)
+SCHEDULES = tuple(schedule.value for schedule in Schedule)
 PRECISIONS = tuple(p.value for p in Precision)
 STEP_PRECISIONS = tuple(p.value for p in StepPrecision)
 
@@ -155,7 +177,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int | None = None  # None: the whole validation stream
     patience: int | None = 5  # evaluations without improvement before stopping
-    lr_schedule: str = "plateau"  # plateau | cosine | slanted | constant
+    lr_schedule: str = "plateau"  # one of SCHEDULES
     lr_decay: float = 0.5  # plateau: factor applied when validation stalls
     warmup_steps: int = 0
     ema: float = 0.0  # decay of the weight average that is evaluated and kept (0: no average)
@@ -190,8 +212,8 @@ class TrainConfig:
             self.patience is None or self.patience >= 1, f"patience must be positive, not {self.patience}"
         )
         _require(
-            self.lr_schedule in ("plateau", "cosine", "slanted", "constant"),
-            f"lr schedule must be plateau, cosine, slanted or constant, not {self.lr_schedule!r}",
+            self.lr_schedule in SCHEDULES,
+            f"lr schedule must be one of {', '.join(SCHEDULES)}, not {self.lr_schedule!r}",
         )
         _require(0.0 < self.lr_decay <= 1.0, f"lr decay must be in (0, 1], not {self.lr_decay}")
         _require(self.warmup_steps >= 0, f"warmup steps must be >= 0, not {self.warmup_steps}")

@@ -12,38 +12,18 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lstmtext.config import Precision
+from lstmtext.config import Level, Precision
 
 MODEL = "Model"
 DATA = "Data"
 OPTIM = "Optimisation"
 RUN = "Run"
 CLASSIFY = "Classification"
-
-
-class Level(str, Enum):
-    char = "char"
-    word = "word"
-    bpe = "bpe"
-
-
-class Optimizer(str, Enum):
-    adam = "adam"
-    adamw = "adamw"
-    sgd = "sgd"
-
-
-class Schedule(str, Enum):
-    plateau = "plateau"
-    cosine = "cosine"
-    slanted = "slanted"
-    constant = "constant"
 
 
 @contextlib.contextmanager

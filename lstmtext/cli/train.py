@@ -24,7 +24,6 @@ from lstmtext.cli.options import (
     EmbedDropout,
     Hidden,
     Layers,
-    Level,
     LevelOption,
     LockedDropout,
     Lowercase,
@@ -33,10 +32,8 @@ from lstmtext.cli.options import (
     MaxTime,
     MaxVocab,
     MinFrequency,
-    Optimizer,
     PrecisionOption,
     RandomState,
-    Schedule,
     Threads,
     VocabSize,
     Warmup,
@@ -44,7 +41,7 @@ from lstmtext.cli.options import (
     WeightDrop,
     stop_on_signals,
 )
-from lstmtext.config import Precision, TokenizerConfig, TrainConfig
+from lstmtext.config import Level, Optimizer, Precision, Schedule, TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 
 # distributed, language_model and render import torch (seconds): each is imported where it is

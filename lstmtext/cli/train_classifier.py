@@ -29,7 +29,6 @@ from lstmtext.cli.options import (
     Hidden,
     LabelColumn,
     Layers,
-    Level,
     LevelOption,
     LockedDropout,
     Lowercase,
@@ -39,9 +38,7 @@ from lstmtext.cli.options import (
     MaxTokens,
     MaxVocab,
     MinFrequency,
-    Optimizer,
     RandomState,
-    Schedule,
     StartFrom,
     TextColumn,
     Threads,
@@ -52,7 +49,7 @@ from lstmtext.cli.options import (
     WeightDrop,
     stop_on_signals,
 )
-from lstmtext.config import Precision, TokenizerConfig, TrainConfig
+from lstmtext.config import Level, Optimizer, Precision, Schedule, TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 
 # classifier_train, distributed and language_model import torch (seconds): each is imported
