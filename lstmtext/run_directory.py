@@ -1,4 +1,5 @@
-"""The run directory a training writes into (`--out`): claimed, checked, cleaned, given back.
+"""The run directory a training writes into (`--out`): claimed, checked, cleaned, given back,
+and the metrics.jsonl it logs into.
 
     with claim_run_directory(out_dir, resume=False, overwrite=True) as run:
         ...  # read the data, train the tokenizer: what can still fail on bad input
@@ -14,13 +15,16 @@ step checkpoints stayed beside the new, and `lstmtext average` would mix two run
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from lstmtext.checkpoint import (
+from lstmtext.checkpoint_files import (
     BEST,
     CONFIG,
     LOCK,
@@ -29,9 +33,8 @@ from lstmtext.checkpoint import (
     TOKENIZER,
     TRAINER_STATE,
     WEIGHTS,
-    OutputLock,
 )
-from lstmtext.errors import CheckpointError
+from lstmtext.errors import CheckpointError, OutputLocked
 
 CHECKPOINTS = "checkpoints"
 # What a run writes into its folder; --overwrite removes these and nothing else.
@@ -128,3 +131,107 @@ def _is_staging(name: str, checkpoints: Path) -> bool:
     if name == ".last.old":
         return (checkpoints / "last").exists()
     return name.startswith(".last.")  # write_resume_checkpoint's mkdtemp folder
+
+
+class OutputLock:
+    """A lock file in the run directory so two trainings never write into one."""
+
+    # An empty lock may be one another writer is filling (earlier lstmtext created the file,
+    # then wrote its PID); only after this long is it taken for the leftover of a crash.
+    EMPTY_GRACE_SECONDS = 10.0
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOCK
+        self.held = False
+
+    def __enter__(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            if self._create():
+                self.held = True
+                return self
+            if not self._stale():
+                raise OutputLocked(
+                    f"{self.path.parent} is in use by another training (lock {self.path}); "
+                    "choose another --out or wait for it to finish"
+                )
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        raise OutputLocked(f"cannot take the lock {self.path}")
+
+    def _create(self) -> bool:
+        """Make the lock appear already holding our PID: written to a temp file, then linked
+        into place (link fails if the lock exists). A lock created empty and filled after would
+        be seen empty, taken for stale, and shared by two runs."""
+        temp = self.path.with_name(f"{LOCK}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        temp.write_text(str(os.getpid()))
+        try:
+            os.link(temp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive create, then fill
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+
+    def _stale(self) -> bool:
+        try:
+            text = self.path.read_text().strip()
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return True  # released meanwhile: try again
+        except OSError:
+            return False
+        if not text:
+            return age > self.EMPTY_GRACE_SECONDS
+        try:
+            pid = int(text)
+        except ValueError:
+            return True
+        if pid <= 0 or pid == os.getpid():
+            return pid <= 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.held = False
+
+
+def append_metrics(directory: Path, record: dict[str, Any]) -> None:
+    """Append one record to metrics.jsonl as it happens, so `tail -f` follows a run.
+
+    Checkpoints rewrite the whole file atomically from the trainer's history; between them a
+    crash can at worst tear the last appended line, which `read_metrics` skips.
+    """
+    with open(directory / METRICS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(directory: Path) -> list[dict[str, Any]]:
+    """The records of metrics.jsonl; a line torn by a crash is left out."""
+    path = directory / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    return records

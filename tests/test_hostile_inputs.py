@@ -381,7 +381,7 @@ def test_an_empty_lock_is_being_filled_not_stale(tmp_path: Path) -> None:
 
 
 def test_the_lock_is_never_seen_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lstmtext.checkpoint import OutputLock
+    from lstmtext.run_directory import OutputLock
 
     seen = []
     real_link = os.link
