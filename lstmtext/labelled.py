@@ -9,6 +9,8 @@ Formats (picked by what the source is, then by its first line):
 - CSV (``.csv``) with a header row naming the label and text columns;
 - TSV with such a header, or without one: ``label<TAB>text`` (as in ``../shared/corpora``).
 
+The texts `classify` labels are read by `lstmtext.documents`.
+
 Every problem is a `DataError` of one line naming the file and the line: a missing column,
 an empty text, a missing or unknown label, mixed delimiters, or a single class.
 """
@@ -20,7 +22,7 @@ import io
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,7 +144,7 @@ def _read_one(source: str, columns: Columns, encoding: str, fmt: str, training: 
         return _read_folders(path, encoding)
     if fmt == "folders":
         raise DataError(f"{source} is not a directory with one folder per label")
-    text = _read_source(source, encoding)
+    text = read_source(source, encoding)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -169,7 +171,8 @@ def _catalogue_file(source: str) -> Path | None:
     return resolve(name, allow_download=False).path(role or None)
 
 
-def _read_source(source: str, encoding: str) -> str:
+def read_source(source: str, encoding: str) -> str:
+    """A file or stdin (`-`) decoded, a leading BOM dropped; a failure is one line naming the line."""
     try:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except FileNotFoundError:
@@ -339,7 +342,7 @@ def _read_folders(directory: Path, encoding: str) -> LabelledData:
         if not files:
             raise DataError(f"{folder}: no .txt files in this label folder")
         for path in files:
-            texts.append(_text(_read_source(str(path), encoding), str(path)))
+            texts.append(_text(read_source(str(path), encoding), str(path)))
             labels.append(folder.name)
             origins.append(str(path))
     return LabelledData(tuple(texts), tuple(labels), tuple(origins))
@@ -356,63 +359,3 @@ def _label(value: str, where: str) -> str:
     if not label:
         raise DataError(f"{where}: missing label")
     return label
-
-
-# ---- unlabelled inputs for `classify`
-
-
-@dataclass(frozen=True)
-class Document:
-    """One text to classify and a name to show it under (a path, `path:line` or `<stdin>`)."""
-
-    name: str
-    text: str
-
-
-def read_documents(
-    sources: Sequence[str | Path], *, lines: bool = False, encoding: str = "utf-8"
-) -> Iterator[Document]:
-    """Texts to classify: a file is one text, `-` is stdin, a directory gives each .txt in it
-    (recursively), and a .tsv gives each row (its text column when rows are `label<TAB>text`).
-    With `lines`, every non-empty line of a plain file or stdin is its own text.
-    """
-    for source in map(str, sources):
-        path = Path(source)
-        if source != "-" and path.is_dir():
-            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-            if not files:
-                raise DataError(f"{source}: no .txt files in this directory")
-            for file in files:
-                yield from _documents_of(str(file), lines, encoding)
-        else:
-            yield from _documents_of(source, lines, encoding)
-
-
-def _documents_of(source: str, lines: bool, encoding: str) -> Iterator[Document]:
-    text = _read_source(source, encoding)
-    name = "<stdin>" if source == "-" else source
-    tsv = source.lower().endswith(".tsv")
-    if tsv or lines:
-        found = False
-        text_index: int | None = None  # from a header row naming a "text" column
-        for number, line in enumerate(text.split("\n"), start=1):
-            line = line.removesuffix("\r")
-            if not line.strip():
-                continue
-            if tsv and not found and text_index is None and "text" in line.split("\t"):
-                text_index = line.split("\t").index("text")
-                continue
-            if tsv and "\t" in line:
-                fields = line.split("\t") if text_index is not None else line.split("\t", 1)
-                column = text_index if text_index is not None else 1
-                line = fields[column] if column < len(fields) else ""
-                if not line.strip():
-                    raise DataError(f"{name}:{number}: empty text")
-            found = True
-            yield Document(f"{name}:{number}", line)
-        if not found:
-            raise DataError(f"{name}: empty, nothing to classify")
-        return
-    if not text.strip():
-        raise DataError(f"{name}: empty, nothing to classify")
-    yield Document(name, text)

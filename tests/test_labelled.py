@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from lstmtext.documents import Document, read_documents
 from lstmtext.errors import DataError, LstmTextError
-from lstmtext.labelled import Columns, Document, read_documents, read_labelled
+from lstmtext.labelled import Columns, read_labelled
 
 ROWS = [("positive", "A joy from start to finish."), ("negative", "Dull, and far too long.")]
 

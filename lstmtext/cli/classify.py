@@ -15,9 +15,9 @@ from lstmtext.calibration import UNCERTAIN, verdict
 from lstmtext.classify import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
 from lstmtext.cli.untrusted import escaped
 from lstmtext.config import ClassifyPrecision
+from lstmtext.documents import Document, read_documents
 from lstmtext.errors import ConfigError
 from lstmtext.explain import Explanation
-from lstmtext.labelled import Document, read_documents
 from lstmtext.pretrained import default_classifier_dir
 
 # A note when the contributions miss the log-odds by more than this share of their change.
