@@ -28,8 +28,9 @@ from lstmtext.device import autocast_context, resolve_precision, select_device
 from lstmtext.errors import DataError
 from lstmtext.labelled import DEFAULT_COLUMNS, Columns, read_labelled
 from lstmtext.model import Classifier
+from lstmtext.text_pieces import PIECE_CHARS
 from lstmtext.threads import inference_threads, torch_threads
-from lstmtext.tokenizer import PIECE_CHARS, TextTokenizer, encode_long
+from lstmtext.tokenizer import TextTokenizer, encode_long
 
 # Texts of more tokens are read this many at a time with the state carried (Classifier.forward_windows).
 LONG_TEXT_WINDOW = 4096

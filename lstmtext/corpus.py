@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from lstmtext.errors import CorpusError
-from lstmtext.tokenizer import TextTokenizer, bpe_cut_is_exact
+from lstmtext.text_pieces import bpe_cut_is_exact
+from lstmtext.tokenizer import TextTokenizer
 
 _SNIFF_BYTES = 8192  # a NUL byte this early means a binary file, as git and grep decide
 

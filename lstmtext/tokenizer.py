@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import collections
 import json
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from lstmtext.config import TokenizerConfig
 from lstmtext.errors import TokenizerError
 from lstmtext.files import atomic_write_text
+from lstmtext.text_pieces import line_blocks, split_blocks, text_pieces
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -50,10 +50,6 @@ _BYTE_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))
 _BYTE_OFFSET = len(SPECIAL_TOKENS)  # id of <0x00> in a char vocabulary
 _UNICODE_SIZE = 0x110000
 _BLOCK_CHARS = 1 << 18  # word/BPE encode_array: blocks of about this size, encoded in parallel
-# Training hands the trainers pieces of about this size: a trainer holds what it is given at
-# once, and a 50 MB one-line corpus given whole peaked at 10.9 GB RSS in BPE training.
-PIECE_CHARS = 1 << 20
-_PIECE_CUT = re.compile(r"(?<=\S) ")
 
 
 class TextTokenizer:
@@ -149,7 +145,7 @@ class TextTokenizer:
         dtype = np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
         if self.level == "char":
             return self._encode_chars(text, dtype)
-        blocks = _split_blocks(_check_encodable(text), _BLOCK_CHARS, bpe=self.level == "bpe")
+        blocks = split_blocks(_check_encodable(text), _BLOCK_CHARS, bpe=self.level == "bpe")
         # A block without a line break to cut at (a one-line corpus) is cut at spaces instead:
         # encoded whole, 20 MB of one line peaked at 2.2 GB.
         blocks = [piece for block in blocks for piece in text_pieces(block, _BLOCK_CHARS)]
@@ -260,48 +256,6 @@ def _check_encodable(text: str) -> str:
     return text
 
 
-def _is_plain(char: str) -> bool:
-    return "!" <= char <= "~"  # printable ASCII: not whitespace under any regex flavour
-
-
-def bpe_cut_is_exact(before: str, after: str, after2: str) -> bool:
-    """Whether byte-level BPE encodes a text the same when it is cut after a newline.
-
-    ``before`` is the character before the newline, ``after`` and ``after2`` the two after it.
-    The GPT-2 regex gives a whitespace run followed by a word all but its last character as
-    one piece, then that last one alone or as the word's leading space; at the end of a text
-    it takes the whole run. So a cut is invisible where the newline is the whole run
-    (``a\nb``) or the last but one of it, with one space left for the next word (``a \n b``,
-    as at every line start of PTB).
-    """
-    return (_is_plain(before) and _is_plain(after)) or (after == " " and _is_plain(after2))
-
-
-def _split_blocks(text: str, size: int, bpe: bool = True) -> list[str]:
-    """Cut text after newlines into blocks of about ``size`` characters that encode as the whole.
-
-    Any newline will do at char and word level; byte-level BPE needs ``bpe_cut_is_exact``
-    places. A block with no such place grows.
-    """
-    blocks = []
-    start = 0
-    while len(text) - start > size:
-        cut = text.find("\n", start + size)
-        while (
-            bpe
-            and 0 <= cut < len(text) - 2
-            and not bpe_cut_is_exact(text[cut - 1], text[cut + 1], text[cut + 2])
-        ):
-            cut = text.find("\n", cut + 1)
-        if cut < 0 or (bpe and cut >= len(text) - 2):
-            break
-        blocks.append(text[start : cut + 1])
-        start = cut + 1
-    if start < len(text):
-        blocks.append(text[start:])
-    return blocks
-
-
 def _detect_level(data: Any) -> str:
     """The level of an lstmtext tokenizer.json, read from its pipeline."""
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
@@ -360,7 +314,7 @@ def _train_word(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
     # agree on what a word is.
     counts: collections.Counter[str] = collections.Counter()
     for text in texts:
-        for start, end in _line_blocks(text, 1 << 20):
+        for start, end in line_blocks(text, 1 << 20):
             normalized = hf.normalizer.normalize_str(text[start:end])
             counts.update(word for word, _ in hf.pre_tokenizer.pre_tokenize_str(normalized))
     for token in SPECIAL_TOKENS:
@@ -376,37 +330,8 @@ def _train_word(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
     return hf
 
 
-def text_pieces(text: str, size: int | None = None) -> Iterator[str]:
-    """`text` in pieces of about `size` characters (PIECE_CHARS), each cut just before a space
-    that follows a non-space, the last piece growing when there is none.
-
-    Every level's pre-tokenizer splits there anyway (byte-level BPE starts a word at the
-    space before it; words and characters end at spaces), so the pieces give the trainers
-    the same words as the whole text, without a many-MB line ever being handed over whole.
-    """
-    size = size or PIECE_CHARS
-    start = 0
-    while len(text) - start > size:
-        cut = _PIECE_CUT.search(text, start + size)
-        if cut is None:
-            break
-        yield text[start : cut.start()]
-        start = cut.start()
-    yield text[start:]
-
-
 def encode_long(tokenizer: TextTokenizer, text: str) -> np.ndarray:
     """Ids of a text of any length, encoded piece by piece (text_pieces), so the encoder never
     holds the offsets and strings of millions of tokens at once; the same ids as encode()."""
     parts = [tokenizer.encode_array(piece) for piece in text_pieces(text)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
-
-
-def _line_blocks(text: str, size: int) -> Iterable[tuple[int, int]]:
-    """(start, end) of blocks of about ``size`` characters ending after a newline."""
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start + size)
-        end = len(text) if end < 0 else end + 1
-        yield start, end
-        start = end

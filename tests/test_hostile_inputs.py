@@ -528,6 +528,7 @@ def test_bad_training_options(tmp_path: Path, option: list[str], says: str) -> N
 
 
 def test_bpe_training_is_fed_bounded_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmtext.text_pieces
     import lstmtext.tokenizer
 
     pieces: list[int] = []
@@ -539,7 +540,7 @@ def test_bpe_training_is_fed_bounded_pieces(tmp_path: Path, monkeypatch: pytest.
                 pieces.append(len(piece))
             yield piece
 
-    monkeypatch.setattr(lstmtext.tokenizer, "PIECE_CHARS", 1000)
+    monkeypatch.setattr(lstmtext.text_pieces, "PIECE_CHARS", 1000)
     monkeypatch.setattr(lstmtext.tokenizer, "text_pieces", recorded)
     corpus = tmp_path / "one-line.txt"
     rng = random.Random(0)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from lstmtext.config import TokenizerConfig
 from lstmtext.corpora.samples import sample_text
 from lstmtext.errors import TokenizerError
-from lstmtext.tokenizer import EOS, PAD, UNK, TextTokenizer, _split_blocks
+from lstmtext.text_pieces import split_blocks
+from lstmtext.tokenizer import EOS, PAD, UNK, TextTokenizer
 
 PTB_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "ptb" / "train.txt"
 
@@ -99,9 +100,9 @@ def test_char_vocab_is_specials_bytes_and_corpus_characters() -> None:
 def test_bpe_blocks_concatenate_to_the_whole_encoding(pieces: list[str]) -> None:
     tokenizer = trained("bpe")
     text = "".join(pieces)
-    blocks = _split_blocks(text, 4)
+    blocks = split_blocks(text, 4)
     assert "".join(blocks) == text
-    assert len(_split_blocks(" a \n b \n c \n", 1)) == 3  # PTB's line starts are cut places
+    assert len(split_blocks(" a \n b \n c \n", 1)) == 3  # PTB's line starts are cut places
     by_block = [i for block in blocks for i in tokenizer.encode(block)]
     assert by_block == tokenizer.encode(text)
 
