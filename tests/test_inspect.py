@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from lstmtext.checkpoint import load_checkpoint
+from lstmtext.cli.inspect_render import html_page, layer_series, unit_series, write_html, write_png
 from lstmtext.config import ModelConfig, TokenizerConfig
 from lstmtext.errors import ConfigError
-from lstmtext.inspect_render import html_page, layer_series, unit_series, write_html, write_png
 from lstmtext.inspection import (
     QUANTITIES,
     correlations,

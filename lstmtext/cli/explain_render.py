@@ -16,9 +16,9 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from lstmtext.cli.inspect_render import NEWLINE_MARK
 from lstmtext.explain import BASELINE, Explanation
 from lstmtext.files import atomic_write_text
-from lstmtext.inspect_render import NEWLINE_MARK
 
 GREEN = (76, 175, 80)
 RED = (239, 83, 80)  # inspect's red, so the two pages read alike

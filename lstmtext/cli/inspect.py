@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from lstmtext import inspect_render as render
 from lstmtext.checkpoint import load_checkpoint
+from lstmtext.cli import inspect_render as render
 from lstmtext.corpus import read_text
 from lstmtext.errors import ConfigError
 from lstmtext.inspection import (
