@@ -26,7 +26,7 @@ from lstmtext.checkpoint import load_checkpoint
 from lstmtext.corpus import TokenStream, read_text
 from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_loss
 from lstmtext.model import LanguageModel
-from lstmtext.train import evaluate_stream
+from lstmtext.lm_task import evaluate_stream
 
 
 def floats(text: str) -> list[float]:

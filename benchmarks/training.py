@@ -34,7 +34,8 @@ from benchmarks import Interleaved, result, seconds_per_step, synthetic_text
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, split_ids
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, evaluate_stream
+from lstmtext.lm_task import evaluate_stream, language_model_trainer
+from lstmtext.train import Trainer
 
 BATCH_SIZE, SEQ_LEN = 64, 100
 EMBEDDING, HIDDEN, LAYERS, DROPOUT = 128, 512, 2, 0.2
@@ -140,8 +141,8 @@ class SegmentedTrainer:
         self.stamps: list[float] = []
         original = trainer._train_step
 
-        def timestamped(inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> float:
-            loss = original(inputs, targets, lr)
+        def timestamped(batch: Any, lr: float) -> float:
+            loss = original(batch, lr)
             self.stamps.append(time.perf_counter())
             return loss
 
@@ -175,7 +176,7 @@ class RealLoop(SegmentedTrainer):
             ),
         )
         self.events: list[Any] = []
-        super().__init__(Trainer(config, tokenizer, ids, None, out_dir, on_event=self.events.append))
+        super().__init__(language_model_trainer(config, tokenizer, ids, None, out_dir, on_event=self.events.append))
 
 
 def bf16_lstm_runs() -> bool:

@@ -25,7 +25,7 @@ from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
 from lstmtext.corpus import TokenStream, split_ids
 from lstmtext.device import cpu_has_fast_bf16
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, evaluate_stream
+from lstmtext.lm_task import evaluate_stream, language_model_trainer
 
 BATCH_SIZE, SEQ_LEN, SIZE, VOCAB, CUTOFF = 32, 35, 650, 10_000, 1000
 TOKENS_PER_STEP = BATCH_SIZE * SEQ_LEN
@@ -63,7 +63,7 @@ class WordLoop(SegmentedTrainer):
                 batch_size=BATCH_SIZE, seq_len=SEQ_LEN, precision=precision, random_state=0
             ),
         )
-        super().__init__(Trainer(config, tokenizer, ids, None, out))
+        super().__init__(language_model_trainer(config, tokenizer, ids, None, out))
 
 
 def run(quick: bool) -> list[dict[str, Any]]:

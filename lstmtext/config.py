@@ -14,8 +14,9 @@ from typing import Any
 
 from lstmtext.errors import CheckpointError, ConfigError
 
-# Bumped when config.json changes in a way older code cannot read.
-FORMAT_VERSION = 1
+# Bumped when config.json changes in a way older code cannot read. 2: the classifier's options
+# (`classifier`) and the fine-tuning options of `train`; version 1 files still load.
+FORMAT_VERSION = 2
 
 TASKS = ("lm", "classify")
 
@@ -43,7 +44,7 @@ class Schedule(str, Enum):
 
 class Precision(str, Enum):
     """What training computes in (autocast). auto: bf16 where the hardware computes it natively,
-    else fp32; fp16 on CUDA only (the LM loop scales its loss, the classifier's does not)."""
+    else fp32; fp16 on CUDA only, with a gradient scaler."""
 
     auto = "auto"
     fp32 = "fp32"
@@ -184,6 +185,10 @@ class TrainConfig:
     activation_penalty: float = 0.0  # AR: weight of the mean squared top-layer output (AWD-LSTM: 2)
     temporal_penalty: float = 0.0  # TAR: weight of its mean squared change per step (AWD-LSTM: 1)
     keep_last: int = 2  # step checkpoints kept besides best/ and last/
+    # ULMFiT's fine-tuning, for either task. Layer groups from the bottom: embedding, each LSTM
+    # layer, the head. Each group learns discriminative_lr times slower than the one above it.
+    discriminative_lr: float = 1.0
+    unfreeze_every: int = 0  # gradual unfreezing: steps per stage, top group first (0: all train)
     random_state: int = 1337
     device: str = "auto"
     precision: str = "fp32"
@@ -222,10 +227,36 @@ class TrainConfig:
         _require(self.temporal_penalty >= 0, f"TAR must be >= 0, not {self.temporal_penalty}")
         _require(self.keep_last >= 0, f"keep last must be >= 0, not {self.keep_last}")
         _require(
+            1.0 <= self.discriminative_lr <= 1e3,
+            f"discriminative lr factor must be in [1, 1000], not {self.discriminative_lr}",
+        )
+        _require(self.unfreeze_every >= 0, f"unfreeze every must be >= 0, not {self.unfreeze_every}")
+        _require(
             self.precision in PRECISIONS,
             f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",
         )
         _require(self.threads is None or self.threads >= 1, f"threads must be positive, not {self.threads}")
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """What classifier training adds to the training options; config.json keeps them."""
+
+    start_from: str | None = None  # LM or classifier whose tokenizer, embedding and core to start from
+    label_column: str = "label"  # header columns (or JSON keys) of labelled files
+    text_column: str = "text"
+    val_sources: tuple[str, ...] = ()  # labelled validation data instead of a split of the training data
+    max_tokens: int = 512  # longer texts keep their first quarter and last three quarters in training
+    class_weights: bool = False  # weight the loss by inverse class frequency
+
+    def __post_init__(self) -> None:
+        _require(
+            1 <= self.max_tokens <= 1 << 24, f"max tokens must be in 1..{1 << 24}, not {self.max_tokens}"
+        )
+        _require(
+            bool(self.label_column) and bool(self.text_column) and self.label_column != self.text_column,
+            "label and text columns must be two different, non-empty names",
+        )
 
 
 @dataclass(frozen=True)
@@ -236,6 +267,7 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     labels: tuple[str, ...] = ()  # classify: class names in head order
+    classifier: ClassifierOptions | None = None  # classify: how it was trained
     # classify: logits are divided by it before the softmax (temperature scaling, Guo et al.
     # 2017). Older readers ignore the key and older checkpoints lack it (1.0), so no version bump.
     temperature: float = 1.0
@@ -266,6 +298,9 @@ class RunConfig:
                 model=_build(ModelConfig, data["model"]),
                 train=_build(TrainConfig, data.get("train", {})),
                 labels=_labels(data.get("labels", [])),
+                classifier=None
+                if data.get("classifier") is None
+                else _build(ClassifierOptions, data["classifier"]),
                 temperature=_temperature(data.get("temperature", 1.0)),
                 format_version=version,
             )
@@ -312,6 +347,8 @@ def _build(kind: type, values: Any) -> Any:
     kept = {k: v for k, v in values.items() if k in fields}
     for name, value in kept.items():
         _check_type(f"{kind.__name__}.{name}", str(fields[name].type), value)
+        if isinstance(value, list):
+            kept[name] = tuple(value)
     return kind(**kept)
 
 
@@ -327,6 +364,8 @@ def _check_type(name: str, annotation: str, value: Any) -> None:
         ok = bool(kinds & {"int", "float"})
     elif isinstance(value, float):
         ok = "float" in kinds
+    elif isinstance(value, list):
+        ok = "tuple[str, ...]" in kinds and len(value) <= 1000 and all(isinstance(v, str) for v in value)
     else:
         ok = isinstance(value, str) and "str" in kinds
     if not ok:

@@ -65,3 +65,14 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     if precision == "fp16":
         return torch.autocast(device.type, dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def kept_rng(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """torch's global generators (CPU, and `device`'s on CUDA) put back as they were on exit:
+    a library call that seeds its run leaves the caller's random state alone."""
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    return torch.random.fork_rng(devices=devices)

@@ -28,7 +28,7 @@ from lstmtext.bigcorpus import (
 )
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, ids_digest, read_text, split_ids
-from lstmtext.device import select_device
+from lstmtext.device import kept_rng, select_device
 from lstmtext.distributed import Distributed, process_group
 from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
@@ -37,7 +37,8 @@ from lstmtext.model import LanguageModel
 from lstmtext.run_directory import claim_run_directory
 from lstmtext.threads import torch_threads
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, TrainEvent, TrainResult, evaluate_stream
+from lstmtext.events import TrainEvent, TrainResult
+from lstmtext.lm_task import evaluate_stream, language_model_trainer
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,12 @@ def train_language_model(
         else contextlib.nullcontext()
     )
     # torch's thread count is given back afterwards: a library call leaves global state as it was.
-    with torch_threads(train_config.threads), process_group(distributed, device), claim as run_directory:
+    with (
+        torch_threads(train_config.threads),
+        kept_rng(device),
+        process_group(distributed, device),
+        claim as run_directory,
+    ):
         big = big_corpus_file(
             sources, encoding=encoding, errors=errors, cache_dir=cache_dir, threshold=big_corpus_bytes
         )
@@ -155,7 +161,7 @@ def train_language_model(
             raise CorpusError("the corpus holds fewer than 2 tokens: nothing to learn")
         if run_directory is not None:
             run_directory.begin()
-        trainer = Trainer(
+        trainer = language_model_trainer(
             run_config,
             tokenizer,
             train_ids,

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from lstmtext.checkpoint import load_checkpoint
-from lstmtext.classifier_train import ClassifierOptions, ClassifierTrainer, layer_groups, transfer_core
+from lstmtext.classifier_train import classifier_trainer, transfer_core
+from lstmtext.optimization import layer_groups
 from lstmtext.classify import (
     Ensemble,
     Predictor,
@@ -267,12 +268,10 @@ def test_cosine_over_the_clock_when_only_a_time_budget_is_given(tmp_path: Path) 
     config = replace(config, task="classify", num_classes=2)
     train = TrainConfig(lr_schedule="cosine", max_time=100.0, warmup_steps=0)
     run_config = RunConfig(TokenizerConfig("word"), config, train, labels=("negative", "positive"))
-    trainer = ClassifierTrainer(
-        run_config, tokenizer, Classifier(config), data, None, tmp_path, ClassifierOptions()
-    )
+    trainer = classifier_trainer(run_config, tokenizer, Classifier(config), data, None, tmp_path)
     assert trainer.total_steps == 0
-    scales = [trainer._lr_scale(elapsed) for elapsed in (0.0, 50.0, 100.0, 150.0)]
-    assert scales == pytest.approx([1.0, 0.5, 0.0, 0.0], abs=1e-9)
+    scales = [trainer.schedule.at(0, elapsed) / train.lr for elapsed in (0.0, 50.0, 100.0, 150.0)]
+    assert scales == pytest.approx([1.0, 0.525, 0.05, 0.05], abs=1e-9)
 
 
 # ---- the CLI: classify and evaluate

@@ -26,7 +26,7 @@ from lstmtext.corpus import TokenStream
 from lstmtext.distributed import Distributed, from_environment, row_block, shard
 from lstmtext.errors import ConfigError
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, shard_stream
+from lstmtext.lm_task import language_model_trainer, shard_stream
 
 from .conftest import TINY_TEXT
 
@@ -167,7 +167,7 @@ def _worker(out: str, rank: int, world: int) -> None:
     dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
     run_config, tokenizer, train_ids, val_ids = _problem()
     with distributed.process_group(context, torch.device("cpu")):
-        trainer = Trainer(run_config, tokenizer, train_ids, val_ids, Path(out), distributed=context)
+        trainer = language_model_trainer(run_config, tokenizer, train_ids, val_ids, Path(out), distributed=context)
         trainer.fit()
     dist.destroy_process_group()
     save_file(
@@ -228,7 +228,7 @@ def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path: Path) -> N
     torch.set_num_threads(1)
     run_config, tokenizer, train_ids, val_ids = _problem()
     twenty = replace(run_config, train=replace(CONFIG, max_steps=20))
-    single = Trainer(twenty, tokenizer, train_ids, val_ids, tmp_path / "single")
+    single = language_model_trainer(twenty, tokenizer, train_ids, val_ids, tmp_path / "single")
     single.fit()
     at_10 = load_file(tmp_path / "single" / "checkpoints" / "step-00000010" / "model.safetensors")
     for name in at_10:
@@ -242,7 +242,7 @@ def test_two_ranks_train_like_one_process_and_resume_on_one(tmp_path: Path) -> N
     # one process resumes it and lands where the single process did after 20 steps.
     carry = load_file(tmp_path / "ddp" / "checkpoints" / "last" / "optimizer.safetensors")
     assert carry["carry.hidden"].shape == (2, 4, 16)
-    resumed = Trainer(twenty, tokenizer, train_ids, val_ids, tmp_path / "ddp")
+    resumed = language_model_trainer(twenty, tokenizer, train_ids, val_ids, tmp_path / "ddp")
     assert resumed.fit(resume=True).steps == 20
     at_20 = load_file(tmp_path / "single" / "checkpoints" / "last" / "model.safetensors")
     after = load_file(tmp_path / "ddp" / "checkpoints" / "last" / "model.safetensors")

@@ -16,7 +16,7 @@ from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_nll
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import evaluate_language_model
 from lstmtext.model import LanguageModel
-from lstmtext.train import evaluate_stream
+from lstmtext.lm_task import evaluate_stream
 
 VOCAB = 30
 

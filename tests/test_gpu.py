@@ -15,7 +15,7 @@ from lstmtext.device import resolve_precision, select_device
 from lstmtext.errors import ConfigError
 from lstmtext.model import LanguageModel
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer
+from lstmtext.lm_task import language_model_trainer
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
 
@@ -58,10 +58,10 @@ def test_training_batches_are_pinned_then_copied_to_the_device(tmp_path: Path) -
         model=ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=8, hidden_size=16, num_layers=1),
         train=TrainConfig(seq_len=16, batch_size=4, max_steps=2, device="cuda"),
     )
-    trainer = Trainer(config, tokenizer, ids, None, tmp_path / "run")
-    inputs, targets = next(trainer._batches())
+    trainer = language_model_trainer(config, tokenizer, ids, None, tmp_path / "run")
+    inputs, targets = trainer.task.next_batch(0)
     assert inputs.device.type == targets.device.type == "cuda"
-    assert trainer.train_stream.batch(0)[0].pin_memory().is_pinned()
+    assert trainer.task.train_stream.batch(0)[0].pin_memory().is_pinned()
 
 
 @needs_cuda

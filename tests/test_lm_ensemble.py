@@ -14,7 +14,7 @@ from lstmtext.corpus import TokenStream
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import evaluate_language_model
 from lstmtext.lm_ensemble import mixture_nll
-from lstmtext.train import evaluate_stream
+from lstmtext.lm_task import evaluate_stream
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
 

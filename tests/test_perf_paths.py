@@ -35,13 +35,13 @@ def tiny_train(**overrides) -> TrainConfig:
 def trainer_ids(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     """The train ids each Trainer is built with, as the Trainer received them."""
     seen: list[np.ndarray] = []
-    original = language_model.Trainer.__init__
+    original = language_model.language_model_trainer
 
-    def spy(self, run_config, tokenizer, train_ids, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(run_config, tokenizer, train_ids, *args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(train_ids)
-        original(self, run_config, tokenizer, train_ids, *args, **kwargs)
+        return original(run_config, tokenizer, train_ids, *args, **kwargs)
 
-    monkeypatch.setattr(language_model.Trainer, "__init__", spy)
+    monkeypatch.setattr(language_model, "language_model_trainer", spy)
     return seen
 
 

@@ -523,7 +523,7 @@ def _poison(monkeypatch: pytest.MonkeyPatch, poisoned, *, gradient: bool = False
     is NaN) or, with `gradient`, make a gradient infinite (the loss is finite, the update is not)."""
     real_step = Trainer._train_step
 
-    def step(self: Trainer, inputs, targets, lr):
+    def step(self: Trainer, batch, lr):
         weight = next(self.model.parameters())
         hook = None
         if poisoned(self.step) and not gradient:
@@ -532,7 +532,7 @@ def _poison(monkeypatch: pytest.MonkeyPatch, poisoned, *, gradient: bool = False
         elif poisoned(self.step):
             hook = weight.register_hook(lambda grad: grad * float("inf"))
         try:
-            return real_step(self, inputs, targets, lr)
+            return real_step(self, batch, lr)
         finally:
             if hook is not None:
                 hook.remove()

@@ -14,7 +14,9 @@ from safetensors.torch import load_file
 from lstmtext.checkpoint import load_checkpoint, read_metrics
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.language_model import ModelShape, evaluate_language_model, train_language_model
-from lstmtext.train import LearningRate, Trainer, TrainEvent
+from lstmtext.events import TrainEvent
+from lstmtext.lm_task import language_model_trainer
+from lstmtext.optimization import LearningRate
 
 from .conftest import TINY_TEXT
 
@@ -129,12 +131,12 @@ def test_nan_loss_rolls_back_to_last_good_checkpoint(tmp_path: Path) -> None:
         TokenizerConfig("char"), SHAPE.model_config(tokenizer.vocab_size), small_config(max_steps=30)
     )
     events: list[TrainEvent] = []
-    trainer = Trainer(run_config, tokenizer, ids[:900], ids[900:], tmp_path / "run", on_event=events.append)
+    trainer = language_model_trainer(run_config, tokenizer, ids[:900], ids[900:], tmp_path / "run", on_event=events.append)
     real_step = trainer._train_step
     poisoned = {15}
 
-    def flaky_step(inputs, targets, lr):
-        loss = real_step(inputs, targets, lr)
+    def flaky_step(batch, lr):
+        loss = real_step(batch, lr)
         return float("nan") if trainer.step in poisoned and not poisoned.discard(trainer.step) else loss
 
     trainer._train_step = flaky_step  # type: ignore[method-assign]
@@ -180,7 +182,7 @@ def test_head_bias_starts_at_the_unigram_log_frequencies() -> None:
     ids = tokenizer.encode_array(text)
     model_config = ModelConfig(tokenizer.vocab_size, embedding_dim=8, hidden_size=8, num_layers=1)
     run_config = RunConfig(tokenizer=TokenizerConfig("char"), model=model_config, train=small_config())
-    trainer = Trainer(run_config, tokenizer, ids, None, Path("unused"))
+    trainer = language_model_trainer(run_config, tokenizer, ids, None, Path("unused"))
     bias = trainer.model.head.bias.detach()
     a, b = tokenizer.encode("a")[0], tokenizer.encode("b")[0]
     # At step 0 the model already predicts the unigram distribution; tokens never seen, far less.
@@ -223,9 +225,8 @@ def test_ar_and_tar_shape_the_updates_but_not_the_reported_loss(tmp_path: Path) 
     def one_step(**penalties) -> tuple[float, torch.Tensor]:
         config = small_config(max_steps=1, **penalties)
         run_config = RunConfig(TokenizerConfig("char"), SHAPE.model_config(tokenizer.vocab_size), config)
-        trainer = Trainer(run_config, tokenizer, ids, None, tmp_path / "unused")
-        inputs, targets = next(trainer._batches())
-        loss = trainer._train_step(inputs, targets, 1e-2)
+        trainer = language_model_trainer(run_config, tokenizer, ids, None, tmp_path / "unused")
+        loss = trainer._train_step(trainer.task.next_batch(0), 1e-2)
         return loss, trainer.model.core.lstm.weight_hh_l1.detach().clone()
 
     plain_loss, plain_weights = one_step()

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from lstmtext.config import RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.language_model import ModelShape
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer, window_length
+from lstmtext.lm_task import language_model_trainer, window_length
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS, train_whole_and_split
 
@@ -51,20 +51,20 @@ def test_an_epoch_of_varied_windows_reads_every_input_once_in_order(monkeypatch,
     ids = tokenizer.encode_array(text)
     model_config = SHAPE.model_config(vocab_size=tokenizer.vocab_size)
     run_config = RunConfig(model=model_config, tokenizer=TokenizerConfig("char"), train=config(max_steps=200))
-    trainer = Trainer(run_config, tokenizer, ids, None, tmp_path / "run")
+    trainer = language_model_trainer(run_config, tokenizer, ids, None, tmp_path / "run")
     seen: list[torch.Tensor] = []
     rates: list[float] = []
 
-    def record(inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> float:
-        seen.append(inputs)
+    def record(batch: tuple[torch.Tensor, torch.Tensor], lr: float) -> float:
+        seen.append(batch[0])
         rates.append(lr)
         return 1.0
 
     monkeypatch.setattr(trainer, "_train_step", record)
     monkeypatch.setattr(trainer, "_eval_and_save", lambda loss, lr: False)
     trainer.fit()
-    rows = trainer.train_stream.rows
-    per_row = trainer.train_stream.inputs_per_row
+    rows = trainer.task.train_stream.rows
+    per_row = trainer.task.train_stream.inputs_per_row
     widths = [batch.shape[1] for batch in seen]
     ends = np.cumsum(widths)
     first_epoch = int(np.searchsorted(ends, per_row)) + 1

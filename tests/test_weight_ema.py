@@ -96,7 +96,7 @@ def test_a_decay_outside_zero_to_one_is_refused() -> None:
 def test_a_classifier_run_keeps_its_average(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from lstmtext.classifier_train import ClassifierOptions, ClassifierTrainer
+    from lstmtext.classifier_train import classifier_trainer
     from lstmtext.config import ModelConfig, RunConfig
     from lstmtext.labelled import LabelledData
     from lstmtext.model import Classifier
@@ -110,9 +110,7 @@ def test_a_classifier_run_keeps_its_average(tmp_path: Path) -> None:
     model_config = replace(model_config, task="classify", num_classes=2)
     train = TrainConfig(batch_size=4, lr=1e-2, max_steps=12, eval_every=100, ema=0.9, random_state=1)
     run_config = RunConfig(TokenizerConfig("word"), model_config, train, labels=("negative", "positive"))
-    trainer = ClassifierTrainer(
-        run_config, tokenizer, Classifier(model_config), data, None, tmp_path, ClassifierOptions()
-    )
+    trainer = classifier_trainer(run_config, tokenizer, Classifier(model_config), data, None, tmp_path)
     trainer.fit()
     kept = load_file(tmp_path / "model.safetensors")
     averaged = trainer.average.tensors()

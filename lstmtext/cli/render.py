@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from lstmtext.train import TrainEvent
+from lstmtext.events import TrainEvent
 
 
 def _duration(seconds: float | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -385,19 +386,18 @@ def train(
             "starts a classifier only: use lstmtext train-classifier (or --resume)", param_hint="--from"
         )
     if task is Task.classify:  # deprecated: labelled data -> classifier head on the same core
-        from lstmtext.classifier_train import ClassifierOptions
         from lstmtext.cli.train_classifier import train_classifier_command
-        from lstmtext.labelled import Columns
+        from lstmtext.config import ClassifierOptions
 
         options = ClassifierOptions(
-            start_from=start_from,
-            columns=Columns(label=label_column, text=text_column),
-            val_sources=tuple(val or ()),
+            start_from=None if start_from is None else str(start_from),
+            label_column=label_column,
+            text_column=text_column,
+            val_sources=tuple(str(v) for v in val or ()),
             max_tokens=max_tokens,
-            unfreeze_every=unfreeze,
-            discriminative_lr=discriminative_lr,
             class_weights=class_weights,
         )
+        train_config = replace(train_config, unfreeze_every=unfreeze, discriminative_lr=discriminative_lr)
         train_classifier_command(
             corpus, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
         )

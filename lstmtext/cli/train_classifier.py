@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -55,9 +56,9 @@ from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 # classifier_train, distributed and language_model import torch (seconds): each is imported
 # where it is used, so that `lstmtext train-classifier --help` shows at once.
 if TYPE_CHECKING:
-    from lstmtext.classifier_train import ClassifierOptions, ClassifierResult
+    from lstmtext.config import ClassifierOptions
+    from lstmtext.events import TrainEvent, TrainResult
     from lstmtext.language_model import ModelShape
-    from lstmtext.train import TrainEvent
 
 
 def train_classifier(
@@ -178,8 +179,7 @@ def train_classifier(
     [bold]lstmtext train-classifier imdb --from runs/imdb-lm --unfreeze 300 --out runs/imdb[/]
     """
     from lstmtext import distributed
-    from lstmtext.classifier_train import ClassifierOptions
-    from lstmtext.labelled import Columns
+    from lstmtext.config import ClassifierOptions
     from lstmtext.language_model import ModelShape
 
     if distributed.from_environment().enabled:
@@ -224,14 +224,14 @@ def train_classifier(
         threads=threads,
     )
     options = ClassifierOptions(
-        start_from=start_from,
-        columns=Columns(label=label_column, text=text_column),
-        val_sources=tuple(val or ()),
+        start_from=None if start_from is None else str(start_from),
+        label_column=label_column,
+        text_column=text_column,
+        val_sources=tuple(str(v) for v in val or ()),
         max_tokens=max_tokens,
-        unfreeze_every=unfreeze,
-        discriminative_lr=discriminative_lr,
         class_weights=class_weights,
     )
+    train_config = replace(train_config, unfreeze_every=unfreeze, discriminative_lr=discriminative_lr)
     train_classifier_command(
         labelled, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
     )
@@ -266,7 +266,7 @@ def train_classifier_command(
     *,
     options: ClassifierOptions,
     overwrite: bool = False,
-) -> ClassifierResult:
+) -> TrainResult:
     """Train, report one line per evaluation, and turn Ctrl-C into a clean stop with the best model kept."""
     from lstmtext.classifier_train import train_classifier as fine_tune
 
