@@ -28,6 +28,7 @@ from benchmarks import cpu_model
 # Written by different hands; a missing or broken one is skipped with a note.
 MODULES = (
     "training",
+    "end_to_end",
     "word_softmax",
     "tokenize_speed",
     "corpus_prep",

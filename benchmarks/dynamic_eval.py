@@ -25,8 +25,8 @@ import torch
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.corpus import TokenStream, read_text
 from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_loss
-from lstmtext.model import LanguageModel
 from lstmtext.lm_task import evaluate_stream
+from lstmtext.model import LanguageModel
 
 
 def floats(text: str) -> list[float]:

@@ -33,8 +33,8 @@ from torch import nn
 from benchmarks import Interleaved, result, seconds_per_step, synthetic_text
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream, split_ids
-from lstmtext.tokenizer import TextTokenizer
 from lstmtext.lm_task import evaluate_stream, language_model_trainer
+from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import Trainer
 
 BATCH_SIZE, SEQ_LEN = 64, 100
@@ -75,10 +75,10 @@ class Variant:
 class BareLoop:
     """nn.Embedding -> nn.LSTM -> nn.Linear -> cross-entropy -> Adam, nothing else."""
 
-    def __init__(self, vocab_size: int, ids: np.ndarray, precision: str) -> None:
+    def __init__(self, vocab_size: int, ids: np.ndarray, precision: str, dropout: float = DROPOUT) -> None:
         torch.manual_seed(0)
         self.embedding = nn.Embedding(vocab_size, EMBEDDING)
-        self.lstm = nn.LSTM(EMBEDDING, HIDDEN, num_layers=LAYERS, dropout=DROPOUT, batch_first=True)
+        self.lstm = nn.LSTM(EMBEDDING, HIDDEN, num_layers=LAYERS, dropout=dropout, batch_first=True)
         self.head = nn.Linear(HIDDEN, vocab_size)
         params = [*self.embedding.parameters(), *self.lstm.parameters(), *self.head.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=LR)
@@ -176,7 +176,9 @@ class RealLoop(SegmentedTrainer):
             ),
         )
         self.events: list[Any] = []
-        super().__init__(language_model_trainer(config, tokenizer, ids, None, out_dir, on_event=self.events.append))
+        super().__init__(
+            language_model_trainer(config, tokenizer, ids, None, out_dir, on_event=self.events.append)
+        )
 
 
 def bf16_lstm_runs() -> bool:

@@ -24,8 +24,8 @@ from benchmarks.training import SegmentedTrainer, Variant, segment_train_config
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
 from lstmtext.corpus import TokenStream, split_ids
 from lstmtext.device import cpu_has_fast_bf16
-from lstmtext.tokenizer import TextTokenizer
 from lstmtext.lm_task import evaluate_stream, language_model_trainer
+from lstmtext.tokenizer import TextTokenizer
 
 BATCH_SIZE, SEQ_LEN, SIZE, VOCAB, CUTOFF = 32, 35, 650, 10_000, 1000
 TOKENS_PER_STEP = BATCH_SIZE * SEQ_LEN
