@@ -269,47 +269,45 @@ class InferenceStep:
     def step(self, ids: Tensor, state: StepState) -> Tensor:
         """One token per row: ids (B,) int64 -> logits (B, V), state updated in place.
 
-        The logits tensor is a buffer of `state`, overwritten by the next step.
+        The logits tensor is a buffer of `state`, overwritten by the next step. In bf16 the
+        matrix products are bf16 (oneDNN's packed weights); the pointwise part is fp32 alike.
         """
-        if self.precision == "bf16":
-            return self._step_bf16(ids, state)
-        weights, head_weight = self._weights_for(ids.shape[0])
+        packed = self.precision == "bf16"
+        weights, head_weight = ([], None) if packed else self._weights_for(ids.shape[0])
         with torch.inference_mode():
             if not self.use_table:
                 torch.index_select(self.embedding, 0, ids, out=state.hidden[:, : self.input_width])
             for layer, views in enumerate(state.layers):
-                if layer == 0 and self.use_table:
-                    torch.index_select(self.table, 0, ids, out=views.gates)
-                    views.gates.addmm_(views.inputs, weights[0])
-                else:
-                    torch.addmm(self.biases[layer], views.inputs, weights[layer], out=views.gates)
+                self._gates(layer, ids, views, None if packed else weights[layer])
                 views.sigmoid_part.sigmoid_()
                 views.candidate.tanh_()
                 views.cell.mul_(views.forget_gate).addcmul_(views.input_gate, views.candidate)
                 torch.tanh(views.cell, out=state.scratch)
                 torch.mul(views.output_gate, state.scratch, out=views.hidden)
-            torch.addmm(self.head_bias, state.layers[-1].hidden, head_weight, out=state.logits)
+            top = state.layers[-1].hidden
+            if head_weight is None:
+                torch.add(self.head_bias, self.packed_head(top), out=state.logits)
+            else:
+                torch.addmm(self.head_bias, top, head_weight, out=state.logits)
             return self._two_level(state)
 
-    def _step_bf16(self, ids: Tensor, state: StepState) -> Tensor:
-        """step() with bf16 matrix products; the pointwise part is the same fp32 code."""
-        with torch.inference_mode():
-            if not self.use_table:
-                torch.index_select(self.embedding, 0, ids, out=state.hidden[:, : self.input_width])
-            for layer, views in enumerate(state.layers):
-                product = self.packed[layer](views.inputs)  # (B, 4H) bf16
-                if layer == 0 and self.use_table:
-                    torch.index_select(self.table, 0, ids, out=views.gates)
-                    views.gates.add_(product)
-                else:
-                    torch.add(self.biases[layer], product, out=views.gates)
-                views.sigmoid_part.sigmoid_()
-                views.candidate.tanh_()
-                views.cell.mul_(views.forget_gate).addcmul_(views.input_gate, views.candidate)
-                torch.tanh(views.cell, out=state.scratch)
-                torch.mul(views.output_gate, state.scratch, out=views.hidden)
-            torch.add(self.head_bias, self.packed_head(state.layers[-1].hidden), out=state.logits)
-            return self._two_level(state)
+    def _gates(self, layer: int, ids: Tensor, views: _LayerViews, weight: Tensor | None) -> None:
+        """views.gates = the layer's inputs times its weights, plus bias: an fp32 product with
+        `weight`, or a bf16 packed one without. Layer 0 with the table: the embedding rows'
+        product plus bias comes precomputed, and only the hidden part is multiplied."""
+        table = layer == 0 and self.use_table
+        if weight is None:
+            product = self.packed[layer](views.inputs)  # (B, 4H) bf16
+            if table:
+                torch.index_select(self.table, 0, ids, out=views.gates)
+                views.gates.add_(product)
+            else:
+                torch.add(self.biases[layer], product, out=views.gates)
+        elif table:
+            torch.index_select(self.table, 0, ids, out=views.gates)
+            views.gates.addmm_(views.inputs, weight)
+        else:
+            torch.addmm(self.biases[layer], views.inputs, weight, out=views.gates)
 
     def _two_level(self, state: StepState) -> Tensor:
         """state.logits, as log-probabilities of the two-level softmax when the model has one."""
