@@ -25,8 +25,8 @@ from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.corpus import TokenStream
 from lstmtext.distributed import Distributed, from_environment, row_block, shard
 from lstmtext.errors import ConfigError
-from lstmtext.tokenizer import TextTokenizer
 from lstmtext.lm_task import language_model_trainer, shard_stream
+from lstmtext.tokenizer import TextTokenizer
 
 from .conftest import TINY_TEXT
 
@@ -78,7 +78,7 @@ def test_rank_streams_together_are_the_single_process_stream() -> None:
 
 
 def test_nproc_launches_torchrun_with_the_same_arguments(cli, tiny_corpus: Path, tmp_path: Path, monkeypatch):
-    from lstmtext.cli import train as train_command
+    from lstmtext.cli import relaunch
 
     launched: list[list[str]] = []
 
@@ -92,7 +92,7 @@ def test_nproc_launches_torchrun_with_the_same_arguments(cli, tiny_corpus: Path,
         def send_signal(self, signum: int) -> None:
             pass
 
-    monkeypatch.setattr(train_command.subprocess, "Popen", FakeChild)
+    monkeypatch.setattr(relaunch.subprocess, "Popen", FakeChild)
     for name in ("RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "run"
@@ -167,7 +167,9 @@ def _worker(out: str, rank: int, world: int) -> None:
     dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
     run_config, tokenizer, train_ids, val_ids = _problem()
     with distributed.process_group(context, torch.device("cpu")):
-        trainer = language_model_trainer(run_config, tokenizer, train_ids, val_ids, Path(out), distributed=context)
+        trainer = language_model_trainer(
+            run_config, tokenizer, train_ids, val_ids, Path(out), distributed=context
+        )
         trainer.fit()
     dist.destroy_process_group()
     save_file(

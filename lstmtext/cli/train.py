@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import subprocess
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from lstmtext.cli.configs import check_max_time, classifier_configs, training_configs, typed_fields
 from lstmtext.cli.options import (
     DATA,
     MODEL,
@@ -42,7 +41,8 @@ from lstmtext.cli.options import (
     WeightDrop,
     stop_on_signals,
 )
-from lstmtext.config import Level, Optimizer, Precision, Schedule, TokenizerConfig, TrainConfig
+from lstmtext.cli.relaunch import command_line, run_under_torchrun
+from lstmtext.config import Level, Optimizer, Precision, Schedule
 from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 
 # distributed, language_model and render import torch (seconds): each is imported where it is
@@ -60,80 +60,6 @@ DEPRECATED_TASK = (
 class Task(str, Enum):
     lm = "lm"
     classify = "classify"
-
-
-def _command_line(ctx: typer.Context, leave_out: set[str]) -> list[str]:
-    """`lstmtext [--debug] train ...` with the options the user typed, but those in `leave_out`."""
-    options: list[str] = []
-    positional: list[str] = []
-    for param in ctx.command.params:
-        name = param.name or ""
-        source = ctx.get_parameter_source(name)
-        if name in leave_out or source is None or source.name != "COMMANDLINE":
-            continue
-        value = ctx.params[name]
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        texts = [str(v.value if isinstance(v, Enum) else v) for v in values]
-        if param.param_type_name == "argument":
-            positional.extend(texts)
-        elif getattr(param, "is_flag", False):
-            flag = param.opts[0] if value else param.secondary_opts[0]
-            options.append(flag)
-        else:
-            for text in texts:
-                options += [param.opts[0], text]
-    debug = ctx.parent is not None and ctx.parent.params.get("debug")
-    return [*(["--debug"] if debug else []), "train", *options, "--", *positional]
-
-
-# Options that set a ModelShape or TokenizerConfig field, by field name.
-SHAPE_OPTIONS = {
-    "embed": "embedding_dim",
-    "hidden": "hidden_size",
-    "layers": "num_layers",
-    "dropout": "dropout",
-    "embed_dropout": "embedding_dropout",
-    "locked_dropout": "locked_dropout",
-    "weight_drop": "weight_drop",
-    "tie_weights": "tie_weights",
-    "softmax_cutoff": "softmax_cutoff",
-    "level": "level",
-    "vocab_size": "vocab_size",
-    "min_frequency": "min_frequency",
-    "max_vocab": "max_vocab",
-    "lowercase": "lowercase",
-}
-
-
-def _typed_fields(ctx: typer.Context) -> set[str]:
-    """The model and tokenizer fields the user set on the command line: a resume checks those
-    against the run's, and takes the rest from it."""
-    typed = set()
-    for option, field in SHAPE_OPTIONS.items():
-        source = ctx.get_parameter_source(option)
-        if source is not None and source.name == "COMMANDLINE":
-            typed.add(field)
-    return typed
-
-
-def _launch(nproc: int, max_restarts: int, args: list[str]) -> int:
-    """Run `lstmtext ARGS` on `nproc` local processes under torchrun; its exit code."""
-    from lstmtext import distributed
-
-    if distributed.under_torchrun():
-        raise ConfigError("--nproc starts torchrun itself; under torchrun, leave it out")
-    child = subprocess.Popen(distributed.torchrun_command(nproc, args, max_restarts=max_restarts))
-    # Ctrl-C reaches torchrun (our process group), SIGTERM sent to us alone is passed on; torchrun
-    # sends it on to its workers, which save a checkpoint and exit. We wait for all of that.
-    previous = {
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
-        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum)),
-    }
-    try:
-        return child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def train(
@@ -305,7 +231,7 @@ def train(
     """
     from lstmtext import distributed
     from lstmtext.cli.render import TrainingDisplay
-    from lstmtext.language_model import ModelShape, train_language_model
+    from lstmtext.language_model import train_language_model
 
     if errors not in ("strict", "replace", "ignore"):
         raise ConfigError(f"--errors must be strict, replace or ignore, not {errors!r}")
@@ -318,10 +244,10 @@ def train(
         )
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out, --overwrite replaces it: not both")
-    if max_time is not None and not max_time > 0:  # checked here, in the minutes the user gave
-        raise ConfigError(f"--max-time must be a positive number of minutes, not {max_time}")
+    check_max_time(max_time)
     if nproc > 1 or max_restarts > 0:
-        raise typer.Exit(_launch(nproc, max_restarts, _command_line(ctx, {"nproc", "max_restarts"})))
+        args = command_line(ctx, leave_out={"nproc", "max_restarts"})
+        raise typer.Exit(run_under_torchrun(nproc, max_restarts, args))
     rank = distributed.from_environment()
     if not resume and rank.restart_count > 0 and (out / "checkpoints" / "last").exists():
         # torchrun restarted us after a failure: carry on from the last checkpoint, not from scratch.
@@ -331,51 +257,8 @@ def train(
                 f"lstmtext: restart {rank.restart_count}: resuming from {out / 'checkpoints' / 'last'}",
                 err=True,
             )
-    tokenizer_config = TokenizerConfig(
-        level=level.value,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        max_vocab=max_vocab,
-        lowercase=lowercase,
-    )
-    shape = ModelShape(
-        embedding_dim=embed,
-        hidden_size=hidden,
-        num_layers=layers,
-        dropout=dropout,
-        embedding_dropout=embed_dropout,
-        locked_dropout=locked_dropout,
-        weight_drop=weight_drop,
-        tie_weights=tie_weights,
-        softmax_cutoff=softmax_cutoff,
-    )
-    shape.model_config(vocab_size=max(1, softmax_cutoff + 1))  # validate sizes before reading any data
-    train_config = TrainConfig(
-        seq_len=seq_len,
-        vary_seq_len=vary_seq_len,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer.value,
-        weight_decay=weight_decay,
-        epochs=epochs,
-        max_steps=max_steps,
-        max_time=max_time * 60 if max_time is not None else None,
-        clip=clip,
-        val_fraction=val_fraction,
-        eval_every=eval_every,
-        eval_batches=eval_batches,
-        patience=patience or None,
-        lr_schedule=schedule.value,
-        warmup_steps=warmup,
-        ema=ema,
-        activation_penalty=ar,
-        temporal_penalty=tar,
-        keep_last=keep_last,
-        random_state=random_state,
-        device=device,
-        precision=precision.value,
-        threads=threads,
-    )
+    # The options reach the configs by name (cli/configs.py), as train-classifier's do.
+    tokenizer_config, shape, train_config = training_configs(ctx.params)
     if task is Task.classify and (ar > 0 or tar > 0):
         raise typer.BadParameter(
             "AR and TAR regularise language-model training only", param_hint="--ar/--tar"
@@ -387,17 +270,8 @@ def train(
         )
     if task is Task.classify:  # deprecated: labelled data -> classifier head on the same core
         from lstmtext.cli.train_classifier import train_classifier_command
-        from lstmtext.config import ClassifierOptions
 
-        options = ClassifierOptions(
-            start_from=None if start_from is None else str(start_from),
-            label_column=label_column,
-            text_column=text_column,
-            val_sources=tuple(str(v) for v in val or ()),
-            max_tokens=max_tokens,
-            class_weights=class_weights,
-        )
-        train_config = replace(train_config, unfreeze_every=unfreeze, discriminative_lr=discriminative_lr)
+        options, train_config = classifier_configs(ctx.params, train_config)
         train_classifier_command(
             corpus, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
         )
@@ -416,7 +290,7 @@ def train(
             val_sources=val,
             resume=resume,
             overwrite=overwrite,
-            shape_fields=_typed_fields(ctx),
+            shape_fields=typed_fields(ctx),
             encoding=encoding,
             errors=errors,
             on_event=display,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from lstmtext.cli.configs import check_max_time, classifier_configs, training_configs
 from lstmtext.cli.options import (
     DATA,
     OPTIM,
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 
 def train_classifier(
+    ctx: typer.Context,
     labelled: Annotated[
         list[str],
         typer.Argument(
@@ -179,59 +180,13 @@ def train_classifier(
     [bold]lstmtext train-classifier imdb --from runs/imdb-lm --unfreeze 300 --out runs/imdb[/]
     """
     from lstmtext import distributed
-    from lstmtext.config import ClassifierOptions
-    from lstmtext.language_model import ModelShape
 
     if distributed.from_environment().enabled:
         raise ConfigError("train-classifier trains in one process: not under torchrun")
-    if max_time is not None and not max_time > 0:  # checked here, in the minutes the user gave
-        raise ConfigError(f"--max-time must be a positive number of minutes, not {max_time}")
-    tokenizer_config = TokenizerConfig(
-        level=level.value,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        max_vocab=max_vocab,
-        lowercase=lowercase,
-    )
-    shape = ModelShape(
-        embedding_dim=embed,
-        hidden_size=hidden,
-        num_layers=layers,
-        dropout=dropout,
-        embedding_dropout=embed_dropout,
-        locked_dropout=locked_dropout,
-        weight_drop=weight_drop,
-    )
-    shape.model_config(vocab_size=1)  # validate sizes before reading any data
-    train_config = TrainConfig(
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer.value,
-        weight_decay=weight_decay,
-        epochs=epochs,
-        max_steps=max_steps,
-        max_time=max_time * 60 if max_time is not None else None,
-        clip=clip,
-        val_fraction=val_fraction,
-        eval_every=eval_every,
-        patience=patience or None,
-        lr_schedule=schedule.value,
-        warmup_steps=warmup,
-        ema=ema,
-        random_state=random_state,
-        device=device,
-        precision=precision.value,
-        threads=threads,
-    )
-    options = ClassifierOptions(
-        start_from=None if start_from is None else str(start_from),
-        label_column=label_column,
-        text_column=text_column,
-        val_sources=tuple(str(v) for v in val or ()),
-        max_tokens=max_tokens,
-        class_weights=class_weights,
-    )
-    train_config = replace(train_config, unfreeze_every=unfreeze, discriminative_lr=discriminative_lr)
+    check_max_time(max_time)
+    # The options reach the configs by name (cli/configs.py), as train's do.
+    tokenizer_config, shape, train_config = training_configs(ctx.params)
+    options, train_config = classifier_configs(ctx.params, train_config)
     train_classifier_command(
         labelled, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
     )
