@@ -1,4 +1,8 @@
-"""Showing training progress: a rich live panel on a terminal, one plain line per event otherwise."""
+"""Showing training progress: a rich live panel on a terminal, one plain line per event otherwise.
+
+A language model's run is shown by TrainingDisplay, a classifier's (a few hundred steps, where
+a live panel adds little) by classifier_progress; both end in summary_line.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from lstmtext.events import TrainEvent
+from lstmtext.events import TrainEvent, TrainResult
 
 
 def _duration(seconds: float | None) -> str:
@@ -30,6 +34,35 @@ def _bits(loss: float | None) -> str:
 
 def _ppl(loss: float | None) -> str:
     return "-" if loss is None else f"{math.exp(min(loss, 50)):.2f}"
+
+
+def eval_line(event: TrainEvent) -> str:
+    """The start of an evaluation's line: `step 400/1000  loss 1.2345  val_loss 1.3456`."""
+    total = f"/{event.total_steps}" if event.total_steps else ""
+    loss = "-" if event.loss is None else f"{event.loss:.4f}"
+    val = "-" if event.val_loss is None else f"{event.val_loss:.4f}"
+    return f"step {event.step}{total}  loss {loss}  val_loss {val}"
+
+
+def best_text(value: float | None, step: int | None) -> str:
+    return "-" if value is None else f"{value:.4f} at step {step}"
+
+
+def summary_line(result: TrainResult) -> str:
+    """The start of a run's last line: `finished: 400 steps in 1.2 min`."""
+    return f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min"
+
+
+def classifier_progress(event: TrainEvent) -> None:
+    """One line per evaluation of a classifier's run, and its warnings, on stderr."""
+    if event.kind in ("warning", "stop"):
+        print(
+            event.message if event.kind == "stop" else f"note: {event.message}", file=sys.stderr, flush=True
+        )
+    elif event.kind == "eval":
+        print(
+            f"{eval_line(event)}  {event.message}  elapsed {event.elapsed:.0f}s", file=sys.stderr, flush=True
+        )
 
 
 class TrainingDisplay:
@@ -105,11 +138,8 @@ class TrainingDisplay:
             if event.val_loss is not None and (self.best is None or event.val_loss < self.best):
                 self.best = event.val_loss
             if self.live is None:
-                total = f"/{event.total_steps}" if event.total_steps else ""
-                val = "-" if event.val_loss is None else f"{event.val_loss:.4f}"
-                loss = "-" if event.loss is None else f"{event.loss:.4f}"
                 print(
-                    f"step {event.step}{total}  loss {loss}  val_loss {val}  val_ppl {_ppl(event.val_loss)}  "
+                    f"{eval_line(event)}  val_ppl {_ppl(event.val_loss)}  "
                     f"bits/{self.unit} {_bits(event.val_loss)}  elapsed {_duration(event.elapsed)}",
                     file=sys.stderr,
                     flush=True,

@@ -230,7 +230,7 @@ def train(
     A classifier on labelled data: [bold]lstmtext train-classifier[/].
     """
     from lstmtext import distributed
-    from lstmtext.cli.render import TrainingDisplay
+    from lstmtext.cli.render import TrainingDisplay, best_text, summary_line
     from lstmtext.language_model import train_language_model
 
     if errors not in ("strict", "replace", "ignore"):
@@ -314,9 +314,8 @@ def train(
             f"training diverged: the loss became NaN or infinite at step {result.steps} even after "
             f"rolling back; {kept}; try a lower --lr or --clip"
         )
-    best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f} at step {result.best_step}"
+    best = best_text(result.best_val_loss, result.best_step)
     typer.echo(
-        f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min; "
-        f"best validation loss {best}; model in {out}",
+        f"{summary_line(result)}; best validation loss {best}; model in {out}",
         err=True,
     )

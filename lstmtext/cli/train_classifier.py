@@ -7,7 +7,6 @@ deprecated `lstmtext train --task classify` ends in `train_classifier_command` t
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -57,7 +56,7 @@ from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 # where it is used, so that `lstmtext train-classifier --help` shows at once.
 if TYPE_CHECKING:
     from lstmtext.config import ClassifierOptions
-    from lstmtext.events import TrainEvent, TrainResult
+    from lstmtext.events import TrainResult
     from lstmtext.language_model import ModelShape
 
 
@@ -192,26 +191,6 @@ def train_classifier(
     )
 
 
-def render_event(event: TrainEvent) -> None:
-    """One line per evaluation on stderr (a live panel adds little to a run of a few hundred steps)."""
-    if event.kind in ("warning", "stop"):
-        print(
-            event.message if event.kind == "stop" else f"note: {event.message}", file=sys.stderr, flush=True
-        )
-        return
-    if event.kind != "eval":
-        return
-    total = f"/{event.total_steps}" if event.total_steps else ""
-    loss = "-" if event.loss is None else f"{event.loss:.4f}"
-    val = "-" if event.val_loss is None else f"{event.val_loss:.4f}"
-    print(
-        f"step {event.step}{total}  loss {loss}  val_loss {val}  {event.message}  "
-        f"elapsed {event.elapsed:.0f}s",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 def train_classifier_command(
     sources: Sequence[str],
     tokenizer_config: TokenizerConfig,
@@ -224,6 +203,7 @@ def train_classifier_command(
 ) -> TrainResult:
     """Train, report one line per evaluation, and turn Ctrl-C into a clean stop with the best model kept."""
     from lstmtext.classifier_train import train_classifier as fine_tune
+    from lstmtext.cli.render import best_text, classifier_progress, summary_line
 
     with stop_on_signals() as (stop, received):
         result = fine_tune(
@@ -233,7 +213,7 @@ def train_classifier_command(
             train_config,
             out,
             options=options,
-            on_event=render_event,
+            on_event=classifier_progress,
             stop_event=stop,
             overwrite=overwrite,
         )
@@ -242,11 +222,7 @@ def train_classifier_command(
             f"interrupted at step {result.steps}; the best classifier so far is in {out}",
             received[0] if received else signal.SIGINT,
         )
-    best = (
-        "-"
-        if result.best_val_accuracy is None
-        else f"{result.best_val_accuracy:.4f} at step {result.best_step}"
-    )
+    best = best_text(result.best_val_accuracy, result.best_step)
     if result.stop_reason == "diverged":
         raise TrainingDiverged(
             f"training diverged: the loss became NaN or infinite at step {result.steps}; "
@@ -254,8 +230,8 @@ def train_classifier_command(
         )
     calibrated = "" if result.temperature is None else f" (temperature {result.temperature:.3f})"
     typer.echo(
-        f"{result.stop_reason}: {result.steps} steps in {result.elapsed / 60:.1f} min; "
-        f"best validation accuracy {best}; classifier ({', '.join(result.labels)}){calibrated} in {out}",
+        f"{summary_line(result)}; best validation accuracy {best}; "
+        f"classifier ({', '.join(result.labels)}){calibrated} in {out}",
         err=True,
     )
     return result
