@@ -22,18 +22,18 @@ from lstmtext.checkpoint import read_config
 from lstmtext.classify import Predictor
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
 
-from .test_classify import TINY_CLASSIFIER_ARGS, classifier, labelled  # noqa: F401 - the tiny classifier fixtures
+from .conftest import TINY_CLASSIFIER_ARGS
 
 EMBEDDED = PRETRAINED / SENTIMENT
 
 
 @pytest.fixture(scope="module")
-def noisy(labelled: Path) -> Path:  # noqa: F811
-    """The tiny labelled reviews with every fifth label flipped: errors to fit a temperature on
+def noisy(tiny_reviews: Path) -> Path:
+    """The tiny reviews with every fifth label flipped: errors to fit a temperature on
     (on data a model gets all right, there is none to fit)."""
-    rows = [line.split("\t", 1) for line in labelled.read_text(encoding="utf-8").splitlines()]
+    rows = [line.split("\t", 1) for line in tiny_reviews.read_text(encoding="utf-8").splitlines()]
     flip = {"positive": "negative", "negative": "positive"}
-    path = labelled.parent / "noisy.tsv"
+    path = tiny_reviews.parent / "noisy.tsv"
     path.write_text(
         "".join(f"{flip[label] if i % 5 == 0 else label}\t{text}\n" for i, (label, text) in enumerate(rows)),
         encoding="utf-8",
@@ -80,7 +80,9 @@ def test_ece_and_reliability_bins_by_hand() -> None:
     assert math.isnan(reliability(np.zeros((0, 2)), np.zeros(0, dtype=int)).ece)
 
 
-def test_training_fits_and_stores_a_temperature(cli, noisy: Path, classifier: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_training_fits_and_stores_a_temperature(
+    cli, noisy: Path, tiny_classifier: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     result = cli(["train", "--task", "classify", str(noisy), "--out", str(out), *TINY_CLASSIFIER_ARGS])
     assert result.exit_code == 0, result.stderr
@@ -88,19 +90,19 @@ def test_training_fits_and_stores_a_temperature(cli, noisy: Path, classifier: Pa
     assert stored > 0 and stored != 1.0 and f"(temperature {stored:.3f})" in result.stderr
     assert Predictor.load(out).temperature == stored
     # The tiny classifier gets all its validation texts right: nothing to fit, T stays 1
-    assert read_config(classifier).temperature == 1.0
+    assert read_config(tiny_classifier).temperature == 1.0
 
 
 def test_calibrate_writes_only_the_temperature_and_keeps_the_verdicts(
-    classifier: Path,  # noqa: F811
-    labelled: Path,  # noqa: F811
+    tiny_classifier: Path,
+    tiny_reviews: Path,
     noisy: Path,
     tmp_path: Path,
 ) -> None:
     model = tmp_path / "model"
-    shutil.copytree(classifier, model)
+    shutil.copytree(tiny_classifier, model)
     before = read_config(model)
-    texts = [line.split("\t")[1] for line in labelled.read_text().splitlines()]
+    texts = [line.split("\t")[1] for line in tiny_reviews.read_text().splitlines()]
     labels_before = [p.label for p in Predictor.load(model).predict(texts)]
     result = calibrate(model, [noisy], max_per_file=50)
     assert result.count == 50 and result.errors > 0 and result.nll_after < result.nll_before
@@ -163,60 +165,64 @@ def test_the_abstain_band_in_the_table_and_the_json(cli, tmp_path: Path) -> None
 
 def test_evaluate_reports_ece_a_reliability_table_and_a_diagram(
     cli,
-    classifier: Path,  # noqa: F811
-    labelled: Path,  # noqa: F811
+    tiny_classifier: Path,
+    tiny_reviews: Path,
     tiny_lm: Path,
     tmp_path: Path,
 ) -> None:
-    result = cli(["evaluate", "-m", str(classifier), str(labelled)])
+    result = cli(["evaluate", "-m", str(tiny_classifier), str(tiny_reviews)])
     assert result.exit_code == 0, result.stderr
     assert "expected calibration error" in result.stdout and "mean confidence" in result.stdout
-    as_json = json.loads(cli(["evaluate", "-m", str(classifier), str(labelled), "--json"]).stdout)
+    as_json = json.loads(cli(["evaluate", "-m", str(tiny_classifier), str(tiny_reviews), "--json"]).stdout)
     assert 0 <= as_json["ece"] <= 1 and len(as_json["reliability"]) == 15
     png = tmp_path / "reliability.png"
-    result = cli(["evaluate", "-m", str(classifier), str(labelled), "--png", str(png)])
+    result = cli(["evaluate", "-m", str(tiny_classifier), str(tiny_reviews), "--png", str(png)])
     pytest.importorskip("matplotlib")
     assert result.exit_code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    result = cli(["evaluate", "-m", str(tiny_lm), str(labelled), "--png", str(png)])
+    result = cli(["evaluate", "-m", str(tiny_lm), str(tiny_reviews), "--png", str(png)])
     assert result.exit_code == 2 and "language model" in result.stderr
 
 
-def test_calibrate_command(cli, classifier: Path, labelled: Path, noisy: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_calibrate_command(
+    cli, tiny_classifier: Path, tiny_reviews: Path, noisy: Path, tmp_path: Path
+) -> None:
     model = tmp_path / "model"
-    shutil.copytree(classifier, model)
+    shutil.copytree(tiny_classifier, model)
     result = cli(["calibrate", "-m", str(model), str(noisy), "--max-per-file", "40"])
     assert result.exit_code == 0, result.stderr
     assert "temperature" in result.stdout and "on 40 texts" in result.stdout
     assert f"{read_config(model).temperature:.4f}" in result.stdout and read_config(model).temperature != 1.0
-    result = cli(["calibrate", "-m", str(model), str(labelled)])  # all right: nothing to fit
+    result = cli(["calibrate", "-m", str(model), str(tiny_reviews)])  # all right: nothing to fit
     assert result.exit_code == 0 and "temperature stays 1" in result.stderr
     assert read_config(model).temperature == 1.0
 
 
 def test_build_embeds_a_classifier_with_a_temperature_fitted_on_held_out_data(
-    classifier: Path,  # noqa: F811
+    tiny_classifier: Path,
     noisy: Path,
     tmp_path: Path,
 ) -> None:
     from lstmtext.pretrained.build import main
 
     out = tmp_path / "embedded"
-    assert main([str(classifier), str(out), "--calibrate", str(noisy), "--max-per-file", "30"]) == 0
+    assert main([str(tiny_classifier), str(out), "--calibrate", str(noisy), "--max-per-file", "30"]) == 0
     temperature = read_config(out).temperature
-    assert temperature != read_config(classifier).temperature  # refitted, on the fp16 weights
+    assert temperature != read_config(tiny_classifier).temperature  # refitted, on the fp16 weights
     assert Predictor.load(out).temperature == temperature
 
 
 def test_the_reliability_diagram_without_matplotlib_is_one_line(
     cli,
-    classifier: Path,  # noqa: F811
-    labelled: Path,  # noqa: F811
+    tiny_classifier: Path,
+    tiny_reviews: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
-    result = cli(["evaluate", "-m", str(classifier), str(labelled), "--png", str(tmp_path / "r.png")])
+    result = cli(
+        ["evaluate", "-m", str(tiny_classifier), str(tiny_reviews), "--png", str(tmp_path / "r.png")]
+    )
     assert result.exit_code == 1 and "--png needs matplotlib" in result.stderr
     assert result.stderr.count("\n") == 1 and not (tmp_path / "r.png").exists()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from lstmtext.checkpoint import load_checkpoint
+from lstmtext.checkpoint import load_checkpoint, read_config
 from lstmtext.checkpoint_average import average_checkpoints
 from lstmtext.errors import CheckpointError
 
-from .conftest import TINY_TRAIN_ARGS
+from .conftest import TINY_TEXT, random_checkpoint, tiny_tokenizer
 
 
 def step_checkpoints(run: Path) -> list[Path]:
@@ -53,12 +54,8 @@ def test_average_cli_writes_a_checkpoint_that_evaluates(cli, tiny_lm: Path, tmp_
 
 
 def test_average_refuses_other_models_and_lone_checkpoints(cli, tiny_lm: Path, tmp_path: Path) -> None:
-    corpus = tmp_path / "tiny.txt"
-    corpus.write_text((tiny_lm.parent / "tiny.txt").read_text(encoding="utf-8"), encoding="utf-8")
-    wider = tmp_path / "wider"
-    args = [*TINY_TRAIN_ARGS]
-    args[args.index("--hidden") + 1] = "24"
-    assert cli(["train", str(corpus), "--out", str(wider), *args]).exit_code == 0
+    shape = read_config(tiny_lm).model
+    wider = random_checkpoint(tmp_path / "wider", replace(shape, hidden_size=24))
     for sources, message in (
         ([tiny_lm, wider], "not the same model"),
         ([tiny_lm], "at least two"),
@@ -67,9 +64,7 @@ def test_average_refuses_other_models_and_lone_checkpoints(cli, tiny_lm: Path, t
         result = cli(["average", *map(str, sources), "--out", str(tmp_path / "out")])
         assert result.exit_code == 1 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
-    other_text = tmp_path / "other.txt"  # as many distinct characters, one of them another
-    other_text.write_text(corpus.read_text(encoding="utf-8").replace("q", "z"), encoding="utf-8")
-    other = tmp_path / "other"
-    assert cli(["train", str(other_text), "--out", str(other), *TINY_TRAIN_ARGS]).exit_code == 0
+    # The same model on as many distinct characters, one of them another.
+    other = random_checkpoint(tmp_path / "other", shape, tiny_tokenizer(text=TINY_TEXT.replace("q", "z")))
     with pytest.raises(CheckpointError, match="another tokenizer"):
         average_checkpoints([tiny_lm, other])

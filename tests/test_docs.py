@@ -128,23 +128,9 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_models(tiny_lm: Path, tiny_word_lm: Path, tiny_classifier: Path) -> dict[str, Path]:
     """Tiny stand-ins for the models the docs use without training them: run name -> folder."""
-    from lstmtext.corpora.samples import write_sample_labelled
-
-    root = tmp_path_factory.mktemp("doc_models")
-    corpus = root / "tiny.txt"
-    corpus.write_text(TINY_TEXT, encoding="utf-8")
-    words, sentiment = root / "words", root / "sentiment"
-    labelled = write_sample_labelled(root / "tiny.tsv", n=60, seed=0)
-    tiny = [*TINY_TRAIN, "--max-steps", "4"]
-    with one_thread():
-        result = run_cli(["train", str(corpus), "--level", "word", "--out", str(words), *tiny])
-        assert result.exit_code == 0, result.stderr
-        classifier = [*TINY_CLASSIFIER, "--max-steps", "4"]
-        result = run_cli(["train-classifier", str(labelled), "--out", str(sentiment), *classifier])
-        assert result.exit_code == 0, result.stderr
-    return {"runs/shakespeare": tiny_lm, "runs/words": words, "sentiment": sentiment}
+    return {"runs/shakespeare": tiny_lm, "runs/words": tiny_word_lm, "sentiment": tiny_classifier}
 
 
 @pytest.fixture

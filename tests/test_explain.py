@@ -16,8 +16,6 @@ from lstmtext.model import Classifier
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
 from lstmtext.tokenizer import TextTokenizer
 
-from .test_classify import classifier, labelled  # noqa: F401 - the tiny classifier fixtures
-
 EMBEDDED = PRETRAINED / SENTIMENT
 UNICODE_TEXT = "Naïve  café — “great”\n film! 😀 日本語, e\u0301 <br /><br />Dull; AWFUL?"
 # What "completeness" is held to, in fp32 (bf16 adds its own error): |sum of contributions -
@@ -38,8 +36,8 @@ def random_predictor(classes: int = 3) -> Predictor:
     return Predictor(Classifier(config), tokenizer, run, device="cpu", precision="fp32")
 
 
-def test_the_forward_from_embeddings_is_the_models_forward(classifier: Path) -> None:  # noqa: F811
-    for predictor in (Predictor.load(classifier, device="cpu"), random_predictor()):
+def test_the_forward_from_embeddings_is_the_models_forward(tiny_classifier: Path) -> None:
+    for predictor in (Predictor.load(tiny_classifier, device="cpu"), random_predictor()):
         ids = torch.tensor([[4, 5, 6, 7, 5], [6, 4, 5, 0, 0]])
         lengths = torch.tensor([5, 3])
         with torch.no_grad():
@@ -48,11 +46,11 @@ def test_the_forward_from_embeddings_is_the_models_forward(classifier: Path) -> 
         torch.testing.assert_close(got, expected)
 
 
-def test_contributions_add_up_to_the_change_of_the_log_odds(classifier: Path) -> None:  # noqa: F811
+def test_contributions_add_up_to_the_change_of_the_log_odds(tiny_classifier: Path) -> None:
     """Completeness (Sundararajan et al. 2017), up to the trapezoid rule's error."""
     cases = [
         (random_predictor(), 32, TOLERANCE_SMOOTH),
-        (Predictor.load(classifier, device="cpu", precision="fp32"), 64, TOLERANCE_TRAINED),
+        (Predictor.load(tiny_classifier, device="cpu", precision="fp32"), 64, TOLERANCE_TRAINED),
     ]
     for predictor, steps, tolerance in cases:
         predictor.model.train()  # explain must switch dropout off itself, and restore the mode
@@ -147,13 +145,13 @@ def test_a_token_in_a_break_counts_for_the_sentence_before() -> None:
     assert [(s.start, s.end, s.score) for s in scores] == [(0, 5, 1.5), (6, 10, -1.75)]
 
 
-def test_terminal_output_and_a_standalone_html_page(cli, classifier: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_terminal_output_and_a_standalone_html_page(cli, tiny_classifier: Path, tmp_path: Path) -> None:
     long_review = tmp_path / "long.txt"
     long_review.write_text(
         " ".join(f"the film was {'great' if i % 3 else 'dull'} ." for i in range(12)), encoding="utf-8"
     )
     page = tmp_path / "why.html"
-    result = cli(["classify", "-m", str(classifier), str(long_review), "--explain", "--html", str(page)])
+    result = cli(["classify", "-m", str(tiny_classifier), str(long_review), "--explain", "--html", str(page)])
     assert result.exit_code == 0, result.stderr
     assert "integrated gradients" in result.stdout and "baseline zero embedding" in result.stdout
     assert "sentences that weigh most (5 of 12)" in result.stdout
@@ -166,13 +164,17 @@ def test_terminal_output_and_a_standalone_html_page(cli, classifier: Path, tmp_p
     assert html.count('class="token"') >= 12 * 4
 
 
-def test_explain_refuses_an_ensemble_and_html_without_explain(cli, classifier: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_explain_refuses_an_ensemble_and_html_without_explain(
+    cli, tiny_classifier: Path, tmp_path: Path
+) -> None:
     review = tmp_path / "r.txt"
     review.write_text("the film was great", encoding="utf-8")
-    result = cli(["classify", "-m", str(classifier), "-m", str(classifier), str(review), "--explain"])
+    result = cli(
+        ["classify", "-m", str(tiny_classifier), "-m", str(tiny_classifier), str(review), "--explain"]
+    )
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "one classifier" in result.stderr
-    result = cli(["classify", "-m", str(classifier), str(review), "--html", str(tmp_path / "x.html")])
+    result = cli(["classify", "-m", str(tiny_classifier), str(review), "--html", str(tmp_path / "x.html")])
     assert result.exit_code == 2 and "add --explain" in result.stderr
 
 
@@ -198,8 +200,8 @@ def test_drawn_pieces_cover_the_text_once_with_byte_tokens_merged_and_leading_sp
     assert "rgb(" in styles["Good"] and "rgb(" in styles["film"]
 
 
-def test_a_text_too_long_to_explain_is_one_line(cli, classifier: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_text_too_long_to_explain_is_one_line(cli, tiny_classifier: Path, tmp_path: Path) -> None:
     review = tmp_path / "long.txt"
     review.write_text("the film was great . " * 5000, encoding="utf-8")  # 25,000 tokens
-    result = cli(["classify", "-m", str(classifier), str(review), "--explain"])
+    result = cli(["classify", "-m", str(tiny_classifier), str(review), "--explain"])
     assert result.exit_code == 2 and "at most 20,000 tokens; this one has 25,000" in result.stderr

@@ -17,13 +17,12 @@ import pytest
 import torch
 
 from lstmtext import checkpoint as ckpt
-from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
+from lstmtext.config import ModelConfig
 from lstmtext.errors import ConfigError
 from lstmtext.export import ExportOptions, export_model
-from lstmtext.model import Classifier, LanguageModel
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.model import LanguageModel
 
-from .conftest import TINY_TEXT
+from .conftest import random_checkpoint, tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "sample_onnx.py"
@@ -31,30 +30,22 @@ HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript",
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs onnx, onnxscript and onnxruntime")
 # Close, not equal: onnxruntime's LSTM kernel sums in another order than PyTorch's.
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
-
-
-def _save(directory: Path, model: LanguageModel | Classifier, labels: tuple[str, ...] = ()) -> Path:
-    tokenizer = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char"))
-    config = RunConfig(TokenizerConfig("char"), model.config, labels=labels)
-    ckpt.write_model_files(directory, config, tokenizer, model)
-    return directory
+VOCAB = tiny_tokenizer().vocab_size  # the tiny char tokenizer random_checkpoint writes
 
 
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A char LM with random weights: 2 layers, tied embedding and head, dropout (off in eval)."""
-    torch.manual_seed(3)
-    vocab = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char")).vocab_size
-    config = ModelConfig(vocab, embedding_dim=16, hidden_size=16, num_layers=2, dropout=0.3, tie_weights=True)
-    return _save(tmp_path_factory.mktemp("lm"), LanguageModel(config))
+    config = ModelConfig(VOCAB, embedding_dim=16, hidden_size=16, num_layers=2, dropout=0.3, tie_weights=True)
+    return random_checkpoint(tmp_path_factory.mktemp("lm"), config, seed=3)
 
 
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(4)
-    vocab = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char")).vocab_size
-    config = ModelConfig(vocab, embedding_dim=8, hidden_size=12, num_layers=2, task="classify", num_classes=3)
-    return _save(tmp_path_factory.mktemp("classifier"), Classifier(config), ("neg", "neu", "pos"))
+    config = ModelConfig(VOCAB, embedding_dim=8, hidden_size=12, num_layers=2, task="classify", num_classes=3)
+    return random_checkpoint(
+        tmp_path_factory.mktemp("classifier"), config, labels=("neg", "neu", "pos"), seed=4
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +101,11 @@ def test_onnx_lm_step_matches_pytorch_with_state_carried(lm_dir: Path, onnx_lm: 
 def two_level_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A char LM with a two-level softmax (lstmtext.softmax) over a shuffled frequency order."""
     torch.manual_seed(5)
-    vocab = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char")).vocab_size
-    config = ModelConfig(vocab, embedding_dim=16, hidden_size=16, tie_weights=True, softmax_cutoff=20)
-    model = LanguageModel(config)
-    model.set_output_prior(torch.randint(0, 100, (vocab,), generator=torch.Generator().manual_seed(6)))
-    return _save(tmp_path_factory.mktemp("two_level"), model)
+    model = LanguageModel(
+        ModelConfig(VOCAB, embedding_dim=16, hidden_size=16, tie_weights=True, softmax_cutoff=20)
+    )
+    model.set_output_prior(torch.randint(0, 100, (VOCAB,), generator=torch.Generator().manual_seed(6)))
+    return random_checkpoint(tmp_path_factory.mktemp("two_level"), model)
 
 
 @pytest.mark.parametrize("file_format", ["onnx", "pt2"])

@@ -26,7 +26,7 @@ from lstmtext.pretrained.build import build
 from lstmtext.sample import make_generator
 from lstmtext.tokenizer import TextTokenizer
 
-from .conftest import TINY_TEXT, TINY_TRAIN_ARGS, run_cli
+from .conftest import TINY_TEXT
 
 SEED = "To be"
 
@@ -264,16 +264,6 @@ def test_choosing_the_top_tokens_one_by_one(tiny_lm: Path) -> None:
     assert rest == tokenizer.decode(greedy_by_rerunning(model, prompt, 10)[len(prompt) :])
     with pytest.raises(ConfigError):
         session.choose(10**6)
-
-
-@pytest.fixture(scope="module")
-def tiny_word_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_word_lm")
-    corpus = root / "tiny.txt"
-    corpus.write_text(TINY_TEXT, encoding="utf-8")
-    result = run_cli(["train", str(corpus), "--out", str(root / "run"), "--level", "word", *TINY_TRAIN_ARGS])
-    assert result.exit_code == 0, result.stderr
-    return root / "run"
 
 
 def test_beam_as_wide_as_the_vocabulary_is_exact(tiny_word_lm: Path) -> None:

@@ -18,101 +18,77 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import TINY_TEXT, TINY_TRAIN_ARGS, run_cli
+from .conftest import (
+    BAD,
+    GOOD,
+    TINY_TEXT,
+    TINY_TRAIN_ARGS,
+    error_line,
+    run_cli,
+    snapshot,
+    write_labelled,
+)
 
 WORD_CLASSIFIER_ARGS = [
     "--task", "classify", "--level", "word", "--layers", "1", "--hidden", "8", "--embed", "4",
     "--batch-size", "8", "--max-steps", "4", "--eval-every", "4", "--val-fraction", "0.2",
     "--threads", "1", "--random-state", "3",
 ]  # fmt: skip
-GOOD = ["great", "wonderful", "superb", "lovely"]
-BAD = ["awful", "boring", "dull", "tedious"]
-
-
-def one_line(stderr: str) -> str:
-    """The single line of stderr, an lstmtext error and not a traceback."""
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("lstmtext: error: "), stderr
-    return lines[0]
-
-
-def files_of(directory: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
-    }
 
 
 def longer(args: list[str], steps: str) -> list[str]:
     return [a if a != "20" else steps for a in args]
 
 
-@pytest.fixture
-def run(tiny_lm: Path, tmp_path: Path) -> Path:
-    """A finished run of its own, for tests that change it."""
-    return Path(shutil.copytree(tiny_lm, tmp_path / "run"))
-
-
 def reviews(path: Path, rows: int = 40, header: str | None = None, swap: bool = False) -> Path:
     rng = random.Random(0)
-    lines = [header] if header else []
+    labelled = []
     for index in range(rows):
         label, words = ("positive", GOOD) if index % 2 else ("negative", BAD)
         text = f"the film was {rng.choice(words)} and {rng.choice(words)} number {index}"
-        lines.append(f"{text}\t{label}" if swap else f"{label}\t{text}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("classifier")
-    out = root / "model"
-    result = run_cli(["train", str(reviews(root / "train.tsv")), "--out", str(out), *WORD_CLASSIFIER_ARGS])
-    assert result.exit_code == 0, result.stderr
-    return out
+        labelled.append((text, label) if swap else (label, text))
+    return write_labelled(path, labelled, header)
 
 
 # ---- 1. a new run never lands on top of a finished one
 
 
-def test_training_into_a_finished_run_is_refused_and_overwrite_clears_it(run: Path) -> None:
-    corpus = run.parent / "c.txt"
+def test_training_into_a_finished_run_is_refused_and_overwrite_clears_it(run_dir: Path) -> None:
+    corpus = run_dir.parent / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
-    before = files_of(run)
-    result = run_cli(["train", str(corpus), "--out", str(run), *TINY_TRAIN_ARGS])
+    before = snapshot(run_dir)
+    result = run_cli(["train", str(corpus), "--out", str(run_dir), *TINY_TRAIN_ARGS])
     assert result.exit_code == 1
-    line = one_line(result.stderr)
+    line = error_line(result.stderr)
     assert "already holds files" in line and "--resume" in line and "--overwrite" in line
-    assert files_of(run) == before  # model, best.json, metrics, step checkpoints: all as they were
+    assert snapshot(run_dir) == before  # model, best.json, metrics, step checkpoints: all as they were
 
     # --overwrite with data that cannot be read: the old run stays (it is cleared only once the
     # new one has its data).
-    empty = run.parent / "empty.txt"
+    empty = run_dir.parent / "empty.txt"
     empty.write_text("")
-    result = run_cli(["train", str(empty), "--out", str(run), "--overwrite", *TINY_TRAIN_ARGS])
-    assert result.exit_code == 1 and files_of(run) == before
+    result = run_cli(["train", str(empty), "--out", str(run_dir), "--overwrite", *TINY_TRAIN_ARGS])
+    assert result.exit_code == 1 and snapshot(run_dir) == before
 
     # --overwrite clears the old run first: no step checkpoint of it stays to be averaged with the new.
-    old_steps = {p.name for p in (run / "checkpoints").glob("step-*")}
+    old_steps = {p.name for p in (run_dir / "checkpoints").glob("step-*")}
     assert old_steps == {"step-00000010", "step-00000020"}
     args = [*longer(TINY_TRAIN_ARGS, "6"), "--eval-every", "3"]
-    result = run_cli(["train", str(corpus), "--out", str(run), "--overwrite", *args])
+    result = run_cli(["train", str(corpus), "--out", str(run_dir), "--overwrite", *args])
     assert result.exit_code == 0, result.stderr
-    assert {p.name for p in (run / "checkpoints").glob("step-*")} == {"step-00000003", "step-00000006"}
-    assert [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())][-1] == 6
+    assert {p.name for p in (run_dir / "checkpoints").glob("step-*")} == {"step-00000003", "step-00000006"}
+    assert [r["step"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())][-1] == 6
 
 
 def test_classifier_training_into_a_folder_with_files_is_refused(
     tiny_classifier: Path, tmp_path: Path
 ) -> None:
     out = Path(shutil.copytree(tiny_classifier, tmp_path / "model"))
-    before = files_of(out)
+    before = snapshot(out)
     data = reviews(tmp_path / "train.tsv")
     result = run_cli(["train", str(data), "--out", str(out), *WORD_CLASSIFIER_ARGS])
-    assert result.exit_code == 1 and "already holds files" in one_line(result.stderr)
-    assert files_of(out) == before
+    assert result.exit_code == 1 and "already holds files" in error_line(result.stderr)
+    assert snapshot(out) == before
 
 
 def test_a_failed_run_leaves_no_empty_folder(tmp_path: Path) -> None:
@@ -125,7 +101,7 @@ def test_a_failed_run_leaves_no_empty_folder(tmp_path: Path) -> None:
 
 
 def test_export_refuses_a_folder_of_other_files_but_replaces_its_own_export(
-    tiny_lm: Path, run: Path, tmp_path: Path
+    tiny_lm: Path, run_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "exported"
     assert run_cli(["export", "--model", str(tiny_lm), str(out)]).exit_code == 0
@@ -136,21 +112,21 @@ def test_export_refuses_a_folder_of_other_files_but_replaces_its_own_export(
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     assert (
         run_cli(
-            ["train", str(corpus), "--out", str(run), "--resume", *longer(TINY_TRAIN_ARGS, "22")]
+            ["train", str(corpus), "--out", str(run_dir), "--resume", *longer(TINY_TRAIN_ARGS, "22")]
         ).exit_code
         == 0
     )
-    before = files_of(out)
-    result = run_cli(["export", "--model", str(run), str(out)])
-    assert result.exit_code == 1 and "--overwrite" in one_line(result.stderr)
-    assert files_of(out) == before
+    before = snapshot(out)
+    result = run_cli(["export", "--model", str(run_dir), str(out)])
+    assert result.exit_code == 1 and "--overwrite" in error_line(result.stderr)
+    assert snapshot(out) == before
 
     # A folder holding another run's tokenizer.json: refused; --overwrite replaces it.
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "tokenizer.json").write_text("{}")
     result = run_cli(["export", "--model", str(tiny_lm), str(foreign)])
-    assert result.exit_code == 1 and "tokenizer.json" in one_line(result.stderr)
+    assert result.exit_code == 1 and "tokenizer.json" in error_line(result.stderr)
     assert (foreign / "tokenizer.json").read_text() == "{}"
     assert run_cli(["export", "--model", str(tiny_lm), "--overwrite", str(foreign)]).exit_code == 0
     assert (foreign / "tokenizer.json").read_text() == (tiny_lm / "tokenizer.json").read_text()
@@ -182,7 +158,7 @@ def edited(run: Path, change) -> Path:  # type: ignore[no-untyped-def]
     ],
 )
 def test_an_untrusted_config_is_checked_before_anything_is_built(
-    run: Path, change, says: str, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path, change, says: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     import lstmtext.checkpoint
 
@@ -195,30 +171,30 @@ def test_an_untrusted_config_is_checked_before_anything_is_built(
         return real_build(config)
 
     monkeypatch.setattr(lstmtext.checkpoint, "build_model", build_model)
-    edited(run, change)
-    for command in (["info", str(run)], ["generate", "--model", str(run), "-n", "5"]):
+    edited(run_dir, change)
+    for command in (["info", str(run_dir)], ["generate", "--model", str(run_dir), "-n", "5"]):
         started = time.perf_counter()
         result = run_cli(command)
         assert result.exit_code in (1, 2)
-        assert says in one_line(result.stderr) and "internal error" not in result.stderr
+        assert says in error_line(result.stderr) and "internal error" not in result.stderr
         assert time.perf_counter() - started < 10
     assert built == []  # no model of 10^5 layers or of 6.4 GB was built to find out
 
 
-def test_deeply_nested_or_huge_config_json(run: Path) -> None:
-    (run / "config.json").write_text("[" * 100_000 + "]" * 100_000)
-    result = run_cli(["info", str(run)])
-    assert result.exit_code == 1 and "nested too deeply" in one_line(result.stderr)
-    (run / "config.json").write_text(" " * (2 << 20))
-    result = run_cli(["info", str(run)])
-    assert result.exit_code == 1 and "more than an lstmtext file holds" in one_line(result.stderr)
+def test_deeply_nested_or_huge_config_json(run_dir: Path) -> None:
+    (run_dir / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run_cli(["info", str(run_dir)])
+    assert result.exit_code == 1 and "nested too deeply" in error_line(result.stderr)
+    (run_dir / "config.json").write_text(" " * (2 << 20))
+    result = run_cli(["info", str(run_dir)])
+    assert result.exit_code == 1 and "more than an lstmtext file holds" in error_line(result.stderr)
 
 
-def test_a_fifo_named_config_json_does_not_hang_the_loader(run: Path) -> None:
-    (run / "config.json").unlink()
-    os.mkfifo(run / "config.json")
-    done = subprocess.run(["lstmtext", "info", str(run)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1 and "not a regular file" in one_line(done.stderr)
+def test_a_fifo_named_config_json_does_not_hang_the_loader(run_dir: Path) -> None:
+    (run_dir / "config.json").unlink()
+    os.mkfifo(run_dir / "config.json")
+    done = subprocess.run(["lstmtext", "info", str(run_dir)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "not a regular file" in error_line(done.stderr)
 
 
 # ---- 4. long texts to classify
@@ -273,7 +249,7 @@ def test_a_header_naming_other_columns_is_not_an_example(tmp_path: Path) -> None
     out = tmp_path / "model"
     result = run_cli(["train", str(data), "--out", str(out), *WORD_CLASSIFIER_ARGS])
     assert result.exit_code == 1
-    line = one_line(result.stderr)
+    line = error_line(result.stderr)
     assert "looks like a header" in line and "--label-column" in line and "'sentiment'" in line
     # Named, the columns are read and the header is no example.
     named = ["--label-column", "sentiment", "--text-column", "review"]
@@ -286,7 +262,7 @@ def test_swapped_columns_are_refused(tmp_path: Path) -> None:
     data = reviews(tmp_path / "train.tsv", swap=True)
     result = run_cli(["train", str(data), "--out", str(tmp_path / "model"), *WORD_CLASSIFIER_ARGS])
     assert result.exit_code == 1
-    line = one_line(result.stderr)
+    line = error_line(result.stderr)
     assert "look like texts" in line and "--label-column" in line
 
 
@@ -359,7 +335,7 @@ def test_ctrl_c_while_torch_imports_is_one_line() -> None:
 def test_non_finite_temperature_is_refused(tiny_lm: Path) -> None:
     for value in ("inf", "nan"):
         result = run_cli(["generate", "--model", str(tiny_lm), "--temperature", value])
-        assert result.exit_code == 2 and "finite" in one_line(result.stderr)
+        assert result.exit_code == 2 and "finite" in error_line(result.stderr)
 
 
 # ---- 7. the lock appears filled
@@ -372,7 +348,7 @@ def test_an_empty_lock_is_being_filled_not_stale(tmp_path: Path) -> None:
     out.mkdir()
     (out / ".lock").write_text("")  # the instant before another run writes its PID
     result = run_cli(["train", str(corpus), "--out", str(out), *TINY_TRAIN_ARGS])
-    assert result.exit_code == 1 and "in use by another training" in one_line(result.stderr)
+    assert result.exit_code == 1 and "in use by another training" in error_line(result.stderr)
     # Long empty: the leftover of a crash, taken over.
     an_hour_ago = time.time() - 3600
     os.utime(out / ".lock", (an_hour_ago, an_hour_ago))
@@ -405,19 +381,21 @@ def disk_full(*args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def test_a_full_disk_while_copying_a_step_checkpoint_is_one_short_true_line(
-    run: Path, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    corpus = run.parent / "c.txt"
+    corpus = run_dir.parent / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     monkeypatch.setattr(shutil, "copyfile", disk_full)  # copytree of checkpoints/last -> step-N
-    result = run_cli(["train", str(corpus), "--out", str(run), "--resume", *longer(TINY_TRAIN_ARGS, "30")])
+    result = run_cli(
+        ["train", str(corpus), "--out", str(run_dir), "--resume", *longer(TINY_TRAIN_ARGS, "30")]
+    )
     assert result.exit_code == 1
-    line = one_line(result.stderr)
+    line = error_line(result.stderr)
     assert len(line) < 300 and "No space left on device" in line and "Errno" not in line
     # checkpoints/last of step 30 was written before the copy failed, and the line says so.
-    state = json.loads((run / "checkpoints" / "last" / "trainer_state.json").read_text())
+    state = json.loads((run_dir / "checkpoints" / "last" / "trainer_state.json").read_text())
     assert f"the checkpoint of step {state['step']} is intact" in line
-    assert not list((run / "checkpoints").glob(".*"))
+    assert not list((run_dir / "checkpoints").glob(".*"))
 
 
 def test_a_full_disk_before_any_checkpoint_claims_none(
@@ -431,7 +409,7 @@ def test_a_full_disk_before_any_checkpoint_claims_none(
     out = tmp_path / "run"
     result = run_cli(["train", str(corpus), "--out", str(out), *TINY_TRAIN_ARGS])
     assert result.exit_code == 1
-    line = one_line(result.stderr)
+    line = error_line(result.stderr)
     assert not (out / "checkpoints" / "last").exists()
     assert "checkpoint of step" not in line and "saved before are intact" not in line
     assert "the best model so far (step 10) is intact" in line  # model.safetensors, best.json: true
@@ -452,7 +430,7 @@ def test_a_full_disk_while_logging_metrics_stops_with_one_line(
         data, args = reviews(tmp_path / "train.tsv"), WORD_CLASSIFIER_ARGS
     result = run_cli(["train", str(data), "--out", str(tmp_path / "run"), *args])
     assert result.exit_code == 1
-    line = one_line(result.stderr)
+    line = error_line(result.stderr)
     assert "cannot save a checkpoint" in line and "No space left on device" in line
     assert "nothing of this run was saved yet" in line  # the first log comes before any save
 
@@ -475,40 +453,42 @@ def test_labels_reach_the_terminal_escaped(tiny_classifier: Path, tmp_path: Path
 # ---- 10. the smaller ones
 
 
-def test_resume_checks_corpus_tokenizer_and_sizes(run: Path) -> None:
-    corpus = run.parent / "c.txt"
+def test_resume_checks_corpus_tokenizer_and_sizes(run_dir: Path) -> None:
+    corpus = run_dir.parent / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     args = longer(TINY_TRAIN_ARGS, "30")
-    other = run.parent / "other.txt"
+    other = run_dir.parent / "other.txt"
     other.write_text(TINY_TEXT.replace("question", "answer!!"), encoding="utf-8")
-    result = run_cli(["train", str(other), "--out", str(run), "--resume", *args])
-    assert result.exit_code == 1 and "corpus" in one_line(result.stderr)
+    result = run_cli(["train", str(other), "--out", str(run_dir), "--resume", *args])
+    assert result.exit_code == 1 and "corpus" in error_line(result.stderr)
 
-    result = run_cli(["train", str(corpus), "--out", str(run), "--resume", *args, "--hidden", "32"])
-    assert result.exit_code == 2 and "hidden_size 32" in one_line(result.stderr)
+    result = run_cli(["train", str(corpus), "--out", str(run_dir), "--resume", *args, "--hidden", "32"])
+    assert result.exit_code == 2 and "hidden_size 32" in error_line(result.stderr)
 
     # A tokenizer of the same size but another order: ids would mean other characters.
-    last = run / "checkpoints" / "last" / "tokenizer.json"
+    last = run_dir / "checkpoints" / "last" / "tokenizer.json"
     tokenizer = json.loads(last.read_text())
     vocab = tokenizer["model"]["vocab"]
     a, b = [token for token in vocab if len(token) == 1][:2]
     vocab[a], vocab[b] = vocab[b], vocab[a]
     last.write_text(json.dumps(tokenizer))
-    result = run_cli(["train", str(corpus), "--out", str(run), "--resume", *args])
-    assert result.exit_code == 1 and "tokenizer differs" in one_line(result.stderr)
+    result = run_cli(["train", str(corpus), "--out", str(run_dir), "--resume", *args])
+    assert result.exit_code == 1 and "tokenizer differs" in error_line(result.stderr)
 
 
-def test_staging_left_by_a_kill_is_cleaned_at_the_next_start(run: Path) -> None:
-    corpus = run.parent / "c.txt"
+def test_staging_left_by_a_kill_is_cleaned_at_the_next_start(run_dir: Path) -> None:
+    corpus = run_dir.parent / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
-    (run / "checkpoints" / ".last.x1y2z3").mkdir()
-    (run / "checkpoints" / ".step-00000030.partial").mkdir()
-    (run / ".model.safetensors.0123abcd.tmp").write_bytes(b"half")
-    (run / "checkpoints" / ".last.old").mkdir()  # last exists: a retired copy is garbage too
-    (run / ".lock.999999999.0a1b.tmp").write_text("999999999")  # a lock being filled, its writer gone
-    result = run_cli(["train", str(corpus), "--out", str(run), "--resume", *longer(TINY_TRAIN_ARGS, "22")])
+    (run_dir / "checkpoints" / ".last.x1y2z3").mkdir()
+    (run_dir / "checkpoints" / ".step-00000030.partial").mkdir()
+    (run_dir / ".model.safetensors.0123abcd.tmp").write_bytes(b"half")
+    (run_dir / "checkpoints" / ".last.old").mkdir()  # last exists: a retired copy is garbage too
+    (run_dir / ".lock.999999999.0a1b.tmp").write_text("999999999")  # a lock being filled, its writer gone
+    result = run_cli(
+        ["train", str(corpus), "--out", str(run_dir), "--resume", *longer(TINY_TRAIN_ARGS, "22")]
+    )
     assert result.exit_code == 0, result.stderr
-    assert not list(run.glob(".*")) and not list((run / "checkpoints").glob(".*"))
+    assert not list(run_dir.glob(".*")) and not list((run_dir / "checkpoints").glob(".*"))
 
 
 @pytest.mark.parametrize(
@@ -523,7 +503,7 @@ def test_bad_training_options(tmp_path: Path, option: list[str], says: str) -> N
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     result = run_cli(["train", str(corpus), "--out", str(tmp_path / "run"), *TINY_TRAIN_ARGS, *option])
-    assert result.exit_code == 2 and says in one_line(result.stderr)
+    assert result.exit_code == 2 and says in error_line(result.stderr)
     assert not (tmp_path / "run").exists()
 
 

@@ -10,27 +10,21 @@ import pytest
 import torch
 
 from lstmtext.checkpoint import load_checkpoint
+from lstmtext.config import ModelConfig
 from lstmtext.corpus import TokenStream
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import evaluate_language_model
 from lstmtext.lm_ensemble import mixture_nll
 from lstmtext.lm_task import evaluate_stream
 
-from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
+from .conftest import TINY_TEXT, random_checkpoint, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def second_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny LM's recipe with another seed: another model on the same tokenizer."""
-    from .conftest import run_cli
-
-    root = tmp_path_factory.mktemp("second_lm")
-    corpus = root / "tiny.txt"
-    corpus.write_text(TINY_TEXT, encoding="utf-8")
-    args = [a if a != "7" else "8" for a in TINY_TRAIN_ARGS]  # --random-state 7 -> 8
-    result = run_cli(["train", str(corpus), "--out", str(root / "run"), *args])
-    assert result.exit_code == 0, result.stderr
-    return root / "run"
+    """Another model on the tiny LM's tokenizer: its shape, random weights."""
+    shape = ModelConfig(tiny_tokenizer().vocab_size, embedding_dim=8, hidden_size=16, num_layers=2)
+    return random_checkpoint(tmp_path_factory.mktemp("second_lm"), shape, seed=8)
 
 
 def test_the_mixture_is_minus_log_of_the_mean_probability() -> None:
@@ -82,10 +76,9 @@ def test_evaluate_takes_several_models_and_the_mixture_beats_their_mean(
 def test_an_ensemble_needs_one_tokenizer_and_no_dynamic_evaluation(
     cli, tiny_lm: Path, tiny_corpus: Path, tmp_path: Path
 ) -> None:
-    other = tmp_path / "other"
-    other_text = tmp_path / "other.txt"
-    other_text.write_text("zyxwvu 0123456789 " * 60, encoding="utf-8")
-    assert cli(["train", str(other_text), "--out", str(other), *TINY_TRAIN_ARGS]).exit_code == 0
+    tokenizer = tiny_tokenizer(text="zyxwvu 0123456789 ")
+    shape = ModelConfig(tokenizer.vocab_size, embedding_dim=8, hidden_size=16, num_layers=2)
+    other = random_checkpoint(tmp_path / "other", shape, tokenizer)
     result = cli(["evaluate", "--model", str(tiny_lm), "--model", str(other), str(tiny_corpus)])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "another tokenizer" in result.stderr

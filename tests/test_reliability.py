@@ -29,37 +29,13 @@ from lstmtext.model import Classifier
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.train import Trainer
 
-from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
+from .conftest import TINY_TEXT, TINY_TRAIN_ARGS, error_line, snapshot
 
 # A few steps of a tiny model: enough to reach the code under test, cheap on one core.
 QUICK_TRAIN_ARGS = [
     "--layers", "1", "--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2",
     "--max-steps", "2", "--eval-every", "2", "--threads", "1",
 ]  # fmt: skip
-
-
-def error_line(stderr: str) -> str:
-    """The single line of stderr, checked to be an lstmtext error and not a traceback."""
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("lstmtext: error: "), stderr
-    return lines[0]
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    """Every file under `directory` (relative path -> bytes), to show nothing was touched."""
-    return {
-        str(path.relative_to(directory)): path.read_bytes()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
-    }
-
-
-@pytest.fixture
-def run_dir(tiny_lm: Path, tmp_path: Path) -> Path:
-    """A private copy of the session's tiny trained run, free to be damaged."""
-    return Path(shutil.copytree(tiny_lm, tmp_path / "run"))
 
 
 @pytest.fixture

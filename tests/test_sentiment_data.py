@@ -6,11 +6,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.sentiment_data import AMAZON_DOMAINS, mix_sources, prepare, read_tsv, source_shares
-
-
-def write(path: Path, rows: list[tuple[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
+from tests.conftest import write_labelled
 
 
 def rows(
@@ -43,22 +39,24 @@ def test_mixture_reads_large_sources_without_repeats_and_repeats_small_ones_even
 def test_prepare_keeps_test_text_out_and_mixes_every_source(tmp_path: Path) -> None:
     corpora = tmp_path / "corpora"
     sst_test = ("negative", "a tedious mess from start to finish , sadly")
-    write(corpora / "sst2" / "train.tsv", rows("sst", 20))
-    write(corpora / "sst2" / "dev.tsv", [("positive", "the cast is superb throughout the whole picture")])
-    write(corpora / "sst2" / "test.tsv", [sst_test])
-    write(
+    write_labelled(corpora / "sst2" / "train.tsv", rows("sst", 20))
+    write_labelled(
+        corpora / "sst2" / "dev.tsv", [("positive", "the cast is superb throughout the whole picture")]
+    )
+    write_labelled(corpora / "sst2" / "test.tsv", [sst_test])
+    write_labelled(
         corpora / "sst2" / "phrases.tsv", rows("phrase", 30) + [sst_test]
     )  # a phrase equal to a test sentence
     mr = rows("mr", 10) + [("negative", "honestly , a tedious mess from start to finish , sadly !")]
-    write(corpora / "mr" / "all.tsv", mr)
-    write(corpora / "imdb" / "train.tsv", rows("imdb", 600))
+    write_labelled(corpora / "mr" / "all.tsv", mr)
+    write_labelled(corpora / "imdb" / "train.tsv", rows("imdb", 600))
     imdb_test = rows("imdbtest", 4)
-    write(corpora / "imdb" / "test.tsv", imdb_test)
+    write_labelled(corpora / "imdb" / "test.tsv", imdb_test)
     unsup = [f"unlabelled review {i}" for i in range(10)] + [imdb_test[0][1]]  # a copy of a test review
     (corpora / "imdb" / "unsup.txt").write_text("".join(t + "\n" for t in unsup), encoding="utf-8")
     for domain in AMAZON_DOMAINS:
-        write(corpora / "amazon" / f"{domain}.train.tsv", rows(domain, 120))
-    write(corpora / "tweets" / "train.tsv", rows("tweet", 6000, ("negative", "neutral", "positive")))
+        write_labelled(corpora / "amazon" / f"{domain}.train.tsv", rows(domain, 120))
+    write_labelled(corpora / "tweets" / "train.tsv", rows("tweet", 6000, ("negative", "neutral", "positive")))
     out = tmp_path / "data"
 
     counts = prepare(corpora, out, size=5000)

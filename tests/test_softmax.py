@@ -18,7 +18,7 @@ from lstmtext.inference import InferenceStep
 from lstmtext.model import LanguageModel
 from lstmtext.softmax import TwoLevelSoftmax
 
-from .conftest import TINY_TRAIN_ARGS
+from .conftest import TINY_TRAIN_ARGS, run_cli
 
 VOCAB = 50
 
@@ -155,11 +155,13 @@ def test_cutoff_must_leave_rare_tokens() -> None:
 WORDS = ("the cat sat on the mat and the dog ate the cat food while a bird sang " * 30).strip()
 
 
-@pytest.fixture
-def two_level_run(cli, tmp_path: Path) -> Path:
-    corpus = tmp_path / "words.txt"
+@pytest.fixture(scope="module")
+def two_level_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny word-level run with a two-level softmax, trained once; its corpus is words.txt beside it."""
+    root = tmp_path_factory.mktemp("two_level")
+    corpus = root / "words.txt"
     corpus.write_text((WORDS + "\n") * 4, encoding="utf-8")
-    run = tmp_path / "run"
+    run = root / "run"
     args = [
         "train",
         str(corpus),
@@ -171,7 +173,7 @@ def two_level_run(cli, tmp_path: Path) -> Path:
         "4",
         "--tie-weights",
     ]
-    result = cli([*args, *TINY_TRAIN_ARGS, "--embed", "16"])
+    result = run_cli([*args, *TINY_TRAIN_ARGS, "--embed", "16"])
     assert result.exit_code == 0, result.stderr
     return run
 
@@ -185,7 +187,7 @@ def test_cli_trains_evaluates_generates_and_reports_a_two_level_model(
     checkpoint = load_checkpoint(two_level_run, task="lm")
     order = checkpoint.model.two_level.frequency_order
     assert checkpoint.tokenizer.decode([int(order[0])]).strip() == "the"  # the most frequent word
-    corpus = tmp_path / "words.txt"
+    corpus = two_level_run.parent / "words.txt"
     metrics = json.loads(cli(["evaluate", "--model", str(two_level_run), str(corpus), "--json"]).stdout)
     best_val = json.loads((two_level_run / "best.json").read_text())
     assert metrics["loss"] < 2.5, (metrics, best_val)
@@ -204,13 +206,16 @@ def test_cli_trains_evaluates_generates_and_reports_a_two_level_model(
     assert "Traceback" not in result.stderr
 
 
-def test_a_frequency_order_that_is_no_permutation_is_a_checkpoint_error(two_level_run: Path) -> None:
-    weights = two_level_run / "model.safetensors"
+def test_a_frequency_order_that_is_no_permutation_is_a_checkpoint_error(
+    two_level_run: Path, tmp_path: Path
+) -> None:
+    run = Path(shutil.copytree(two_level_run, tmp_path / "run"))
+    weights = run / "model.safetensors"
     state = load_file(weights)
     state["two_level.frequency_order"] = torch.zeros_like(state["two_level.frequency_order"])
     save_file(state, weights)
     with pytest.raises(CheckpointError, match="permutation"):
-        load_checkpoint(two_level_run, task="lm")
+        load_checkpoint(run, task="lm")
 
 
 def test_averaging_keeps_the_frequency_order_and_refuses_two_orders(

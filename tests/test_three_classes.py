@@ -8,7 +8,7 @@ import pytest
 
 from lstmtext.classify import Predictor, classification_metrics
 from lstmtext.labelled import read_labelled
-from tests.conftest import SHARED_CORPORA
+from tests.conftest import SHARED_CORPORA, write_labelled
 
 WORDS = {
     "positive": ["superb", "lovely", "great", "wonderful"],
@@ -25,10 +25,9 @@ def three_class_tsv(path: Path, per_class: int = 30, seed: int = 0) -> Path:
         for _ in range(per_class):
             picks = [rng.choice(FILLER) for _ in range(5)] + [rng.choice(words), rng.choice(words)]
             rng.shuffle(picks)
-            rows.append(f"{label}\t{' '.join(picks)} .\n")
+            rows.append((label, f"{' '.join(picks)} ."))
     rng.shuffle(rows)
-    path.write_text("".join(rows), encoding="utf-8")
-    return path
+    return write_labelled(path, rows)
 
 
 def test_average_recall_by_hand() -> None:
