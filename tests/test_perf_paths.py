@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,12 +12,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lstmtext import language_model
+from lstmtext import device, language_model
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.corpus import cached_ids, release_pages
 from lstmtext.device import cpu_has_fast_bf16, resolve_precision
 from lstmtext.errors import ConfigError, CorpusError
-from lstmtext.language_model import ModelShape, train_language_model
+from lstmtext.language_model import ModelShape, TrainResult, train_language_model
 from lstmtext.tokenizer import TextTokenizer
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
@@ -26,10 +27,11 @@ SHAPE = ModelShape(embedding_dim=8, hidden_size=16, num_layers=1, dropout=0.0)
 MIXED = "plain ascii line\nél café naïve\n漢字かな混じり\n🙂 emoji 🚀 two\n" * 6 + "no newline at the end 🙂"
 
 
-def tiny_train(**overrides) -> TrainConfig:
-    values = dict(seq_len=8, batch_size=2, max_steps=2, eval_every=2, eval_batches=1, patience=None)
-    values.update(overrides)
-    return TrainConfig(**values)
+def train_tiny(corpus: Path, out: Path, steps: int = 2, **options: Any) -> TrainResult:
+    """SHAPE trained on `corpus` at char level for `steps` steps into `out`; `options` go to
+    train_language_model."""
+    train = TrainConfig(seq_len=8, batch_size=2, max_steps=steps, eval_every=2, eval_batches=1, patience=None)
+    return train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, train, out, **options)
 
 
 def trainer_ids(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
@@ -55,15 +57,7 @@ def test_a_big_file_reaches_the_trainer_memory_mapped(
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     seen = trainer_ids(monkeypatch)
     events = []
-    train_language_model(
-        [str(corpus)],
-        TokenizerConfig("char"),
-        SHAPE,
-        tiny_train(),
-        tmp_path / "run",
-        big_corpus_bytes=1,  # every file is "big"
-        on_event=events.append,
-    )
+    train_tiny(corpus, tmp_path / "run", big_corpus_bytes=1, on_event=events.append)  # every file is "big"
     assert isinstance(seen[0], np.memmap)
     # The default cache sits beside the corpus, so every run on it shares one.
     assert len(list((tmp_path / ".lstmtext-cache").glob("big-*.npy"))) == 1
@@ -75,7 +69,7 @@ def test_a_small_file_is_read_in_memory(tmp_path: Path, monkeypatch: pytest.Monk
     corpus = tmp_path / "small.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     seen = trainer_ids(monkeypatch)
-    train_language_model([str(corpus)], TokenizerConfig("char"), SHAPE, tiny_train(), tmp_path / "run")
+    train_tiny(corpus, tmp_path / "run")
     assert not isinstance(seen[0], np.memmap)
     assert not (tmp_path / ".lstmtext-cache").exists()
 
@@ -84,14 +78,7 @@ def test_memory_mapped_and_in_memory_training_agree(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     results = [
-        train_language_model(
-            [str(corpus)],
-            TokenizerConfig("char"),
-            SHAPE,
-            tiny_train(max_steps=4),
-            tmp_path / name,
-            big_corpus_bytes=threshold,
-        )
+        train_tiny(corpus, tmp_path / name, steps=4, big_corpus_bytes=threshold)
         for name, threshold in (("mapped", 1), ("memory", 1 << 40))
     ]
     assert results[0].last_loss == results[1].last_loss
@@ -102,15 +89,7 @@ def test_cache_dir_is_refused_for_what_cannot_be_mapped(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="latin-1")
     with pytest.raises(ConfigError, match="--cache-dir"):
-        train_language_model(
-            [str(corpus)],
-            TokenizerConfig("char"),
-            SHAPE,
-            tiny_train(),
-            tmp_path / "run",
-            encoding="latin-1",
-            cache_dir=tmp_path / "cache",
-        )
+        train_tiny(corpus, tmp_path / "run", encoding="latin-1", cache_dir=tmp_path / "cache")
 
 
 def test_cli_cache_dir_tokenises_once(cli, tiny_corpus: Path, tmp_path: Path) -> None:
@@ -246,10 +225,12 @@ def test_fast_bf16_is_read_from_the_cpu_flags() -> None:
     assert not cpu_has_fast_bf16("")
 
 
-def test_auto_precision_follows_the_hardware() -> None:
+def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_fast_bf16() else "fp32")
-    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    for fast_bf16, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda fast=fast_bf16: fast)
+        assert resolve_precision("auto", cpu) == expected
+        assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", cpu)
 

@@ -135,14 +135,17 @@ def test_weight_drop_out_of_range_is_refused() -> None:
 
 
 def test_activation_penalty_is_ar_on_the_dropped_and_tar_on_the_raw_outputs() -> None:
-    torch.manual_seed(0)
-    raw = torch.randn(3, 5, 4)
-    dropped = raw * (torch.rand(3, 5, 4) > 0.5) * 2
+    raw = torch.tensor([[[1.0, 2.0], [3.0, 2.0], [3.0, -2.0]]])  # (B=1, T=3, H=2)
+    dropped = torch.tensor([[[2.0, 0.0], [0.0, 4.0], [6.0, 0.0]]])  # raw under some mask, x2
+    # AR: 2 x the mean of the dropped outputs squared, (4 + 16 + 36) / 6; the raw ones do not count.
     ar = ActivationPenalty(activation=2.0)(raw, dropped)
+    assert ar.item() == pytest.approx(2.0 * 56 / 6)
+    assert ActivationPenalty(activation=2.0)(torch.zeros_like(raw), dropped).item() == ar.item()
+    # TAR: the mean squared step of the raw outputs, steps (2, 0) and (0, -4): (4 + 16) / 4.
     tar = ActivationPenalty(temporal=1.0)(raw, dropped)
-    assert ar.item() == pytest.approx(2.0 * dropped.pow(2).mean().item(), rel=1e-6)
-    assert tar.item() == pytest.approx((raw[:, 1:] - raw[:, :-1]).pow(2).mean().item(), rel=1e-6)
-    assert ActivationPenalty(2.0, 1.0)(raw, dropped).item() == pytest.approx(ar.item() + tar.item(), rel=1e-6)
+    assert tar.item() == pytest.approx(5.0)
+    assert ActivationPenalty(temporal=1.0)(raw, torch.zeros_like(dropped)).item() == tar.item()
+    assert ActivationPenalty(2.0, 1.0)(raw, dropped).item() == pytest.approx(2.0 * 56 / 6 + 5.0)
     assert not ActivationPenalty().active and ActivationPenalty(0.0, 1.0).active
     assert ActivationPenalty(0.0, 1.0)(raw[:, :1], dropped[:, :1]).item() == 0.0  # no step to weigh
 
@@ -155,8 +158,8 @@ def test_penalised_forward_returns_the_plain_nll_and_a_penalty_with_gradients(lo
     nll, _ = model(ids, None, targets)
     penalised_nll, _, penalty = model(ids, None, targets, ActivationPenalty(2.0, 1.0))
     assert torch.equal(nll, penalised_nll)  # without dropout both calls see the same network
-    outputs, _ = model.core(ids)
-    expected = 2.0 * outputs.pow(2).mean() + (outputs[:, 1:] - outputs[:, :-1]).pow(2).mean()
+    outputs, _ = model.core(ids)  # without dropout, the raw and the dropped outputs are these
+    expected = ActivationPenalty(2.0, 1.0)(outputs, outputs)
     assert penalty.item() == pytest.approx(expected.item(), rel=1e-5)
     penalty.backward()
     assert model.core.lstm.weight_hh_l2.grad.abs().sum() > 0  # it reaches the recurrence
