@@ -74,18 +74,19 @@ class Distributed:
 
     # ----- collectives -------------------------------------------------------------
 
-    def _tensor(self, values: Sequence[float]) -> Tensor:
+    def _all_reduce(self, values: Sequence[float], op: dist.ReduceOp.RedOpType) -> list[float]:
+        """Each value reduced by `op` over the ranks, in float64 (on the GPU under nccl)."""
+        if not self.enabled:
+            return [float(v) for v in values]
         on_gpu = dist.get_backend() == "nccl"
         device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
-        return torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+        tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+        dist.all_reduce(tensor, op=op)
+        return tensor.tolist()
 
     def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
         """The sum over ranks of each value (e.g. validation loss sums and token counts)."""
-        if not self.enabled:
-            return [float(v) for v in values]
-        tensor = self._tensor(values)
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor.tolist()
+        return self._all_reduce(values, dist.ReduceOp.SUM)
 
     def mean(self, value: float) -> float:
         """The mean of one value over ranks (the training loss of the global batch)."""
@@ -102,11 +103,7 @@ class Distributed:
 
     def max_over_ranks(self, values: Sequence[float]) -> list[float]:
         """The largest of each value over the ranks (e.g. the slowest rank's clock)."""
-        if not self.enabled:
-            return [float(v) for v in values]
-        tensor = self._tensor(values)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return tensor.tolist()
+        return self._all_reduce(values, dist.ReduceOp.MAX)
 
     def gather_rows(self, tensor: Tensor, dim: int) -> Tensor:
         """Every rank's `tensor`, concatenated along `dim` in rank order (same shape on each rank).

@@ -14,31 +14,27 @@ from lstmtext.errors import CheckpointError
 
 PRETRAINED = Path(__file__).resolve().parent
 SHAKESPEARE = "shakespeare"
+SENTIMENT = "sentiment"
 FILES = ("config.json", "tokenizer.json", "model.safetensors")
+
+
+def _installed(name: str, what: str, make_target: str) -> Path:
+    """The folder of the embedded model `name`, once every file of it is there."""
+    directory = PRETRAINED / name
+    missing = [file for file in FILES if not (directory / file).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"the embedded {what} is not installed ({directory} lacks {', '.join(missing)}); "
+            f"build it with `make {make_target}` or pass --model DIR"
+        )
+    return directory
 
 
 def default_lm_dir() -> Path:
     """The folder of the embedded char model, the default of `lstmtext generate`."""
-    directory = PRETRAINED / SHAKESPEARE
-    missing = [name for name in FILES if not (directory / name).is_file()]
-    if missing:
-        raise CheckpointError(
-            f"the embedded model is not installed ({directory} lacks {', '.join(missing)}); "
-            "build it with `make pretrained` or pass --model DIR"
-        )
-    return directory
-
-
-SENTIMENT = "sentiment"
+    return _installed(SHAKESPEARE, "model", "pretrained")
 
 
 def default_classifier_dir() -> Path:
     """The folder of the embedded sentiment classifier, the default of `lstmtext classify`."""
-    directory = PRETRAINED / SENTIMENT
-    missing = [name for name in FILES if not (directory / name).is_file()]
-    if missing:
-        raise CheckpointError(
-            f"the embedded sentiment model is not installed ({directory} lacks {', '.join(missing)}); "
-            "build it with `make pretrained-sentiment` or pass --model DIR"
-        )
-    return directory
+    return _installed(SENTIMENT, "sentiment model", "pretrained-sentiment")
