@@ -118,15 +118,20 @@ def lstm_sampling(model: LanguageModel, batch: int) -> Callable[[int], float]:
     return clock(body)
 
 
+def step_inputs(step: InferenceStep, dtype: torch.dtype) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Views of one zero buffer laid out as the step's: each layer's input, and the top layer's
+    hidden state that the head reads."""
+    hidden = torch.zeros(1, step.input_width + LAYERS * HIDDEN, dtype=dtype)
+    inputs = [hidden[:, step._layer_input_slice(layer)] for layer in range(LAYERS)]
+    return inputs, hidden[:, step._hidden_slice(LAYERS - 1)]
+
+
 def fp32_floor(step: InferenceStep) -> Callable[[int], float]:
     """The fp32 step's matrix-vector products alone, same shapes and layout, preallocated outputs."""
-    h = HIDDEN
-    hidden = torch.zeros(1, step.input_width + LAYERS * h)
-    gates = torch.empty(1, 4 * h)
+    inputs, last = step_inputs(step, torch.float32)
+    gates = torch.empty(1, 4 * HIDDEN)
     logits = torch.empty(1, VOCAB)
-    inputs = [hidden[:, step._layer_input_slice(layer)] for layer in range(LAYERS)]
     products = list(zip(inputs, step.weights, strict=True))
-    last = hidden[:, step._hidden_slice(LAYERS - 1)]
 
     def body(steps: int) -> None:
         with torch.inference_mode():
@@ -140,11 +145,8 @@ def fp32_floor(step: InferenceStep) -> Callable[[int], float]:
 
 def bf16_floor(step: InferenceStep) -> Callable[[int], float]:
     """The bf16 step's packed products alone."""
-    h = HIDDEN
-    hidden = torch.zeros(1, step.input_width + LAYERS * h, dtype=torch.bfloat16)
-    inputs = [hidden[:, step._layer_input_slice(layer)] for layer in range(LAYERS)]
+    inputs, last = step_inputs(step, torch.bfloat16)
     products = list(zip(inputs, step.packed, strict=True))
-    last = hidden[:, step._hidden_slice(LAYERS - 1)]
 
     def body(steps: int) -> None:
         with torch.inference_mode():

@@ -114,8 +114,9 @@ class BareLoop:
         return stamps
 
 
-def segment_train_config(**options: Any) -> TrainConfig:
-    """TrainConfig for a Trainer timed in segments on the CPU, `options` on top.
+def segment_run_config(tokenizer: TextTokenizer, model: dict[str, Any], **options: Any) -> RunConfig:
+    """The RunConfig of a language model over `tokenizer`, shaped by `model` (ModelConfig's
+    fields), for a Trainer timed in segments on the CPU; `options` on top of its TrainConfig.
 
     eval_every is the CLI's default, so log events come every 50 steps as they do there.
     Each segment ends in an evaluation and a checkpoint, as a run's end does (not timed):
@@ -130,7 +131,11 @@ def segment_train_config(**options: Any) -> TrainConfig:
         "keep_last": 0,
         "device": "cpu",
     }
-    return TrainConfig(**{**defaults, **options})
+    return RunConfig(
+        tokenizer=TokenizerConfig(level=tokenizer.level),
+        model=ModelConfig(vocab_size=tokenizer.vocab_size, **model),
+        train=TrainConfig(**{**defaults, **options}),
+    )
 
 
 class SegmentedTrainer:
@@ -161,20 +166,9 @@ class RealLoop(SegmentedTrainer):
     def __init__(
         self, tokenizer: TextTokenizer, ids: np.ndarray, precision: str, out_dir: Path, **model_options: Any
     ) -> None:
-        config = RunConfig(
-            tokenizer=TokenizerConfig(level="char"),
-            model=ModelConfig(
-                vocab_size=tokenizer.vocab_size,
-                embedding_dim=EMBEDDING,
-                hidden_size=HIDDEN,
-                num_layers=LAYERS,
-                dropout=DROPOUT,
-                **model_options,
-            ),
-            train=segment_train_config(
-                batch_size=BATCH_SIZE, seq_len=SEQ_LEN, lr=LR, clip=CLIP, precision=precision
-            ),
-        )
+        shape = dict(embedding_dim=EMBEDDING, hidden_size=HIDDEN, num_layers=LAYERS, dropout=DROPOUT)
+        train = dict(batch_size=BATCH_SIZE, seq_len=SEQ_LEN, lr=LR, clip=CLIP, precision=precision)
+        config = segment_run_config(tokenizer, shape | model_options, **train)
         self.events: list[Any] = []
         super().__init__(
             language_model_trainer(config, tokenizer, ids, None, out_dir, on_event=self.events.append)

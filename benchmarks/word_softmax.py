@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from benchmarks import Interleaved, result
-from benchmarks.training import SegmentedTrainer, Variant, segment_train_config
-from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
+from benchmarks.training import SegmentedTrainer, Variant, segment_run_config
+from lstmtext.config import TokenizerConfig
 from lstmtext.corpus import TokenStream, split_ids
 from lstmtext.device import cpu_has_fast_bf16
 from lstmtext.lm_task import evaluate_stream, language_model_trainer
@@ -48,20 +48,16 @@ class WordLoop(SegmentedTrainer):
         self, tokenizer: TextTokenizer, ids: np.ndarray, cutoff: int, precision: str, out: Path
     ) -> None:
         torch.manual_seed(0)
-        config = RunConfig(
-            tokenizer=TokenizerConfig(level="word"),
-            model=ModelConfig(
-                vocab_size=tokenizer.vocab_size,
-                embedding_dim=SIZE,
-                hidden_size=SIZE,
-                num_layers=2,
-                dropout=0.4,
-                tie_weights=True,
-                softmax_cutoff=cutoff,
-            ),
-            train=segment_train_config(
-                batch_size=BATCH_SIZE, seq_len=SEQ_LEN, precision=precision, random_state=0
-            ),
+        shape = dict(
+            embedding_dim=SIZE,
+            hidden_size=SIZE,
+            num_layers=2,
+            dropout=0.4,
+            tie_weights=True,
+            softmax_cutoff=cutoff,
+        )
+        config = segment_run_config(
+            tokenizer, shape, batch_size=BATCH_SIZE, seq_len=SEQ_LEN, precision=precision, random_state=0
         )
         super().__init__(language_model_trainer(config, tokenizer, ids, None, out))
 
