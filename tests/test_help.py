@@ -53,16 +53,17 @@ def test_train_help_does_not_import_torch() -> None:
         )
 
 
-# What `train` offers that a classifier ignores (sequence windows, the LM's softmax and
-# checkpoints, text decoding, AR/TAR) or refuses (resuming, several processes).
+# What `train` offers that a classifier has no use for (sequence windows, the LM's softmax,
+# text decoding, AR/TAR, several processes), and what only a classifier reads.
 LANGUAGE_MODEL_ONLY = {
-    "--seq-len", "--vary-seq-len", "--tie-weights", "--softmax-cutoff", "--keep-last", "--eval-batches",
-    "--encoding", "--errors", "--cache-dir", "--ar", "--tar", "--resume", "--nproc", "--max-restarts",
+    "--seq-len", "--vary-seq-len", "--tie-weights", "--softmax-cutoff", "--eval-batches",
+    "--encoding", "--errors", "--cache-dir", "--ar", "--tar", "--nproc", "--max-restarts",
 }  # fmt: skip
 CLASSIFIER_ONLY = {
-    "--task", "--from", "--label-column", "--text-column", "--max-tokens", "--unfreeze",
-    "--discriminative-lr", "--class-weights",
+    "--task", "--from", "--label-column", "--text-column", "--max-tokens", "--class-weights",
 }  # fmt: skip
+# The one training loop's options: both commands, one meaning.
+SHARED = {"--unfreeze", "--discriminative-lr", "--resume", "--keep-last", "--optimizer", "--schedule", "--ema"}
 
 
 def shown_options(name: str) -> set[str]:
@@ -75,6 +76,7 @@ def test_each_training_command_shows_only_its_own_options(cli, monkeypatch) -> N
     train, classifier = shown_options("train"), shown_options("train-classifier")
     assert not train & CLASSIFIER_ONLY and train >= LANGUAGE_MODEL_ONLY
     assert not classifier & LANGUAGE_MODEL_ONLY and CLASSIFIER_ONLY - {"--task"} <= classifier
+    assert SHARED <= train & classifier
     monkeypatch.setenv("COLUMNS", "200")
     shown = set(re.findall(r"--[a-z][a-z-]*", cli(["train", "--help"]).stdout))
     assert not shown & CLASSIFIER_ONLY and "--seq-len" in shown
@@ -123,7 +125,8 @@ CLASSIFIER_VALUES = {
     "--locked-dropout": [], "--weight-drop": ["0.1"], "--batch-size": ["3"], "--lr": ["0.1"],
     "--optimizer": ["sgd"], "--weight-decay": ["0.1"], "--schedule": ["cosine"], "--warmup": ["2"],
     "--clip": ["1"], "--ema": ["0.9"], "--epochs": ["2"], "--max-steps": ["5"], "--max-time": ["1"],
-    "--eval-every": ["3"], "--patience": ["2"], "--overwrite": [], "--random-state": ["1"],
+    "--eval-every": ["3"], "--patience": ["2"], "--keep-last": ["5"], "--resume": [], "--overwrite": [],
+    "--random-state": ["1"],
     "--device": ["cpu"], "--precision": ["fp32"], "--threads": ["1"],
 }  # fmt: skip
 

@@ -175,3 +175,26 @@ def test_a_resume_on_other_labelled_data_is_refused(tmp_path: Path, labelled: Pa
         train_classifier(
             [other], TokenizerConfig("char"), SHAPE, classifier_config(max_steps=6), run, resume=True
         )
+
+
+def test_train_classifier_resumes_from_the_command_line(cli, tmp_path: Path, labelled: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        "train-classifier",
+        str(labelled),
+        "--out",
+        str(run),
+        "--hidden",
+        "8",
+        "--embed",
+        "4",
+        "--layers",
+        "1",
+    ]
+    args += ["--batch-size", "4", "--eval-every", "3", "--threads", "1"]
+    assert cli([*args, "--max-steps", "3"]).exit_code == 0
+    again = cli([*args, "--max-steps", "6"])
+    assert again.exit_code == 1 and "--resume" in again.stderr  # the folder holds a run
+    resumed = cli([*args, "--max-steps", "6", "--resume"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert [r["step"] for r in ckpt.read_metrics(run) if r["kind"] == "eval"] == [3, 6]

@@ -12,7 +12,6 @@ which is what the configs hold. No torch at import: both commands show their hel
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +62,8 @@ TRAIN_FIELDS = {
     "ar": "activation_penalty",
     "tar": "temporal_penalty",
     "keep_last": "keep_last",
+    "unfreeze": "unfreeze_every",
+    "discriminative_lr": "discriminative_lr",
     "random_state": "random_state",
     "device": "device",
     "precision": "precision",
@@ -93,11 +94,8 @@ def training_configs(params: Mapping[str, Any]) -> tuple[TokenizerConfig, ModelS
     return tokenizer_config, shape, train_config
 
 
-def classifier_configs(
-    params: Mapping[str, Any], train_config: TrainConfig
-) -> tuple[ClassifierOptions, TrainConfig]:
-    """What training a classifier adds: its options, and ULMFiT's fine-tuning (gradual
-    unfreezing, discriminative rates) on the training config."""
+def classifier_options(params: Mapping[str, Any]) -> ClassifierOptions:
+    """What training a classifier adds to the training config."""
     start_from = params["start_from"]
     options = ClassifierOptions(
         start_from=None if start_from is None else str(start_from),
@@ -107,10 +105,7 @@ def classifier_configs(
         max_tokens=params["max_tokens"],
         class_weights=params["class_weights"],
     )
-    fine_tuning = replace(
-        train_config, unfreeze_every=params["unfreeze"], discriminative_lr=params["discriminative_lr"]
-    )
-    return options, fine_tuning
+    return options
 
 
 def typed_fields(ctx: typer.Context) -> set[str]:

@@ -1,9 +1,9 @@
 """Options that `lstmtext train` and `lstmtext train-classifier` share, declared once.
 
 Each alias is the option's type with its help; a command gives it its name (the parameter's)
-and its default. An option whose meaning differs between the two commands (--optimizer,
---schedule, --val, --val-fraction, --patience, --batch-size) is declared in each command,
-with the help that is true there. No torch here: both commands show their help at once.
+and its default. Both commands run the one training loop, so an option means the same in each;
+those whose help must speak of the task's data (--val, --val-fraction, --batch-size,
+--eval-every) are declared in each command. No torch here: both commands show their help at once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from lstmtext.config import Level, Precision
+from lstmtext.config import Level, Optimizer, Precision, Schedule
 
 MODEL = "Model"
 DATA = "Data"
@@ -86,6 +86,35 @@ Lr = Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=OPTIM)
 WeightDecay = Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)]
 Warmup = Annotated[int, typer.Option(help="Warm-up steps.", rich_help_panel=OPTIM)]
 Clip = Annotated[float, typer.Option(help="Gradient-norm clipping (0: off).", rich_help_panel=OPTIM)]
+OptimizerOption = Annotated[
+    Optimizer,
+    typer.Option(
+        help="adam: Adam; adamw: AdamW (decoupled weight decay); sgd: plain SGD.", rich_help_panel=OPTIM
+    ),
+]
+ScheduleOption = Annotated[
+    Schedule,
+    typer.Option(
+        help="Learning-rate schedule. plateau: halved after each evaluation without a better validation "
+        "figure; cosine (down to 5 %) and slanted (ULMFiT's triangle) over the steps, or over --max-time "
+        "when that is the only limit; constant.",
+        rich_help_panel=OPTIM,
+    ),
+]
+Unfreeze = Annotated[
+    int,
+    typer.Option(
+        help="Gradual unfreezing: the head alone first, one more layer group every N steps (0: off).",
+        rich_help_panel=OPTIM,
+    ),
+]
+DiscriminativeLr = Annotated[
+    float,
+    typer.Option(
+        help="Each layer group below the head learns this many times slower (ULMFiT: 2.6).",
+        rich_help_panel=OPTIM,
+    ),
+]
 Ema = Annotated[
     float,
     typer.Option(
@@ -103,6 +132,26 @@ MaxSteps = Annotated[int | None, typer.Option(help="Stop after this many steps."
 MaxTime = Annotated[float | None, typer.Option(help="Stop after this many minutes.", rich_help_panel=RUN)]
 RandomState = Annotated[
     int, typer.Option(help="Random seed for weights, dropout and sampling.", rich_help_panel=RUN)
+]
+Patience = Annotated[
+    int,
+    typer.Option(
+        help="Evaluations without a better validation figure before stopping (0: never).", rich_help_panel=RUN
+    ),
+]
+KeepLast = Annotated[
+    int, typer.Option(help="Step checkpoints kept besides the best and the last.", rich_help_panel=RUN)
+]
+Resume = Annotated[
+    bool, typer.Option(help="Continue the run in --out from its last checkpoint.", rich_help_panel=RUN)
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        help="Replace the run already in --out (its files are removed first); without it, or "
+        "--resume, a folder that holds files is refused.",
+        rich_help_panel=RUN,
+    ),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN)]
 PrecisionOption = Annotated[
@@ -141,19 +190,6 @@ MaxTokens = Annotated[
     typer.Option(
         help="Tokens kept per training text (its first quarter and last three quarters).",
         rich_help_panel=CLASSIFY,
-    ),
-]
-Unfreeze = Annotated[
-    int,
-    typer.Option(
-        help="Gradual unfreezing: the head alone first, one more layer group every N steps (0: off).",
-        rich_help_panel=CLASSIFY,
-    ),
-]
-DiscriminativeLr = Annotated[
-    float,
-    typer.Option(
-        help="Each layer group below learns this many times slower (ULMFiT: 2.6).", rich_help_panel=CLASSIFY
     ),
 ]
 ClassWeights = Annotated[

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from lstmtext.cli.configs import check_max_time, classifier_configs, training_configs, typed_fields
+from lstmtext.cli.configs import check_max_time, classifier_options, training_configs, typed_fields
 from lstmtext.cli.options import (
     DATA,
     MODEL,
@@ -18,11 +18,13 @@ from lstmtext.cli.options import (
     RUN,
     Clip,
     Device,
+    DiscriminativeLr,
     Dropout,
     Ema,
     Embed,
     EmbedDropout,
     Hidden,
+    KeepLast,
     Layers,
     LevelOption,
     LockedDropout,
@@ -32,9 +34,15 @@ from lstmtext.cli.options import (
     MaxTime,
     MaxVocab,
     MinFrequency,
+    OptimizerOption,
+    Overwrite,
+    Patience,
     PrecisionOption,
     RandomState,
+    Resume,
+    ScheduleOption,
     Threads,
+    Unfreeze,
     VocabSize,
     Warmup,
     WeightDecay,
@@ -124,15 +132,12 @@ def train(
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Streams trained in parallel.", rich_help_panel=OPTIM)] = 64,
     lr: Lr = 2e-3,
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", rich_help_panel=OPTIM)] = Optimizer.adam,
+    optimizer: OptimizerOption = Optimizer.adam,
     weight_decay: WeightDecay = 0.0,
-    schedule: Annotated[
-        Schedule,
-        typer.Option(
-            help="Learning-rate schedule (slanted: ULMFiT's slanted triangle).", rich_help_panel=OPTIM
-        ),
-    ] = Schedule.plateau,
+    schedule: ScheduleOption = Schedule.plateau,
     warmup: Warmup = 0,
+    unfreeze: Unfreeze = 0,
+    discriminative_lr: DiscriminativeLr = 1.0,
     clip: Clip = 5.0,
     ema: Ema = 0.0,
     ar: Annotated[
@@ -166,24 +171,10 @@ def train(
         int | None,
         typer.Option(help="Validation batches per evaluation (default: all).", rich_help_panel=RUN),
     ] = None,
-    patience: Annotated[
-        int,
-        typer.Option(help="Evaluations without improvement before stopping (0: never).", rich_help_panel=RUN),
-    ] = 5,
-    keep_last: Annotated[
-        int, typer.Option(help="Step checkpoints kept besides the best and the last.", rich_help_panel=RUN)
-    ] = 2,
-    resume: Annotated[
-        bool, typer.Option(help="Continue the run in --out from its last checkpoint.", rich_help_panel=RUN)
-    ] = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace the run already in --out (its files are removed first); without it, or "
-            "--resume, a folder that holds files is refused.",
-            rich_help_panel=RUN,
-        ),
-    ] = False,
+    patience: Patience = 5,
+    keep_last: KeepLast = 2,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
     random_state: RandomState = 1337,
     device: Device = "auto",
     precision: PrecisionOption = Precision.auto,
@@ -217,8 +208,6 @@ def train(
     label_column: Annotated[str, typer.Option(hidden=True)] = "label",
     text_column: Annotated[str, typer.Option(hidden=True)] = "text",
     max_tokens: Annotated[int, typer.Option(hidden=True)] = 512,
-    unfreeze: Annotated[int, typer.Option(hidden=True)] = 0,
-    discriminative_lr: Annotated[float, typer.Option(hidden=True)] = 1.0,
     class_weights: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Train a language model on CORPUS and save it in --out.
@@ -271,7 +260,7 @@ def train(
     if task is Task.classify:  # deprecated: labelled data -> classifier head on the same core
         from lstmtext.cli.train_classifier import train_classifier_command
 
-        options, train_config = classifier_configs(ctx.params, train_config)
+        options = classifier_options(ctx.params)
         train_classifier_command(
             corpus, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
         )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lstmtext.cli.configs import check_max_time, classifier_configs, training_configs
+from lstmtext.cli.configs import check_max_time, classifier_options, training_configs
 from lstmtext.cli.options import (
     DATA,
     OPTIM,
@@ -27,6 +27,7 @@ from lstmtext.cli.options import (
     Embed,
     EmbedDropout,
     Hidden,
+    KeepLast,
     LabelColumn,
     Layers,
     LevelOption,
@@ -38,7 +39,13 @@ from lstmtext.cli.options import (
     MaxTokens,
     MaxVocab,
     MinFrequency,
+    OptimizerOption,
+    Overwrite,
+    Patience,
+    PrecisionOption,
     RandomState,
+    Resume,
+    ScheduleOption,
     StartFrom,
     TextColumn,
     Threads,
@@ -105,23 +112,9 @@ def train_classifier(
     weight_drop: WeightDrop = 0.0,
     batch_size: Annotated[int, typer.Option(help="Texts per batch.", rich_help_panel=OPTIM)] = 64,
     lr: Lr = 2e-3,
-    optimizer: Annotated[
-        Optimizer,
-        typer.Option(
-            help="adam and adamw: AdamW, betas (0.9, 0.99), decoupled weight decay; sgd: momentum 0.9.",
-            rich_help_panel=OPTIM,
-        ),
-    ] = Optimizer.adam,
+    optimizer: OptimizerOption = Optimizer.adam,
     weight_decay: WeightDecay = 0.0,
-    schedule: Annotated[
-        Schedule,
-        typer.Option(
-            help="Learning-rate schedule. plateau: halved after each evaluation without a better "
-            "validation accuracy; cosine and slanted (ULMFiT's triangle) over the steps, or over "
-            "--max-time when that is the only limit.",
-            rich_help_panel=OPTIM,
-        ),
-    ] = Schedule.plateau,
+    schedule: ScheduleOption = Schedule.plateau,
     warmup: Warmup = 0,
     clip: Clip = 5.0,
     ema: Ema = 0.0,
@@ -141,38 +134,20 @@ def train_classifier(
             rich_help_panel=RUN,
         ),
     ] = 200,
-    patience: Annotated[
-        int,
-        typer.Option(
-            help="Evaluations without a better validation accuracy before stopping (0: never).",
-            rich_help_panel=RUN,
-        ),
-    ] = 5,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace the run already in --out (its files are removed first); without it, a "
-            "folder that holds files is refused.",
-            rich_help_panel=RUN,
-        ),
-    ] = False,
+    patience: Patience = 5,
+    keep_last: KeepLast = 2,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
     random_state: RandomState = 1337,
     device: Device = "auto",
-    precision: Annotated[
-        Precision,
-        typer.Option(
-            help="auto: bf16 where the hardware computes it natively (AVX512-BF16/AMX CPUs, recent "
-            "GPUs), else fp32; fp16 on CUDA only, without loss scaling.",
-            rich_help_panel=RUN,
-        ),
-    ] = Precision.auto,
+    precision: PrecisionOption = Precision.auto,
     threads: Threads = None,
 ) -> None:
     """Train a classifier on LABELLED texts and save it in --out.
 
     A classifier is the LSTM core with a head on its pooled outputs; it trains in one
-    process, keeps the weights of the best validation accuracy, and fits a temperature on the
-    validation data at the end, so its probabilities are calibrated.
+    process, keeps the weights of the best validation accuracy, resumes with --resume, and
+    fits a temperature on the validation data at the end, so its probabilities are calibrated.
 
     \b
     Examples: [bold]lstmtext train-classifier sst2 --val sst2:valid --out runs/sst2[/]
@@ -185,9 +160,18 @@ def train_classifier(
     check_max_time(max_time)
     # The options reach the configs by name (cli/configs.py), as train's do.
     tokenizer_config, shape, train_config = training_configs(ctx.params)
-    options, train_config = classifier_configs(ctx.params, train_config)
+    options = classifier_options(ctx.params)
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out, --overwrite replaces it: not both")
     train_classifier_command(
-        labelled, tokenizer_config, shape, train_config, out, options=options, overwrite=overwrite
+        labelled,
+        tokenizer_config,
+        shape,
+        train_config,
+        out,
+        options=options,
+        overwrite=overwrite,
+        resume=resume,
     )
 
 
@@ -200,6 +184,7 @@ def train_classifier_command(
     *,
     options: ClassifierOptions,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> TrainResult:
     """Train, report one line per evaluation, and turn Ctrl-C into a clean stop with the best model kept."""
     from lstmtext.classifier_train import train_classifier as fine_tune
@@ -216,10 +201,12 @@ def train_classifier_command(
             on_event=classifier_progress,
             stop_event=stop,
             overwrite=overwrite,
+            resume=resume,
         )
     if result.stop_reason == "interrupted":
         raise TrainingInterrupted(
-            f"interrupted at step {result.steps}; the best classifier so far is in {out}",
+            f"interrupted at step {result.steps}; the best classifier so far and a checkpoint are in "
+            f"{out}; continue with --resume",
             received[0] if received else signal.SIGINT,
         )
     best = best_text(result.best_val_accuracy, result.best_step)
