@@ -28,7 +28,7 @@ from lstmtext.distributed import Distributed
 from lstmtext.errors import CheckpointError, ConfigError
 from lstmtext.events import TrainEvent, TrainResult
 from lstmtext.optimization import LearningRate, Optimization
-from lstmtext.resume import check_fingerprint, restore_rng, rng_state, saved_best, write_last
+from lstmtext.resume_files import check_fingerprint, restore_rng, rng_state, saved_best, write_last
 from lstmtext.task import Task
 from lstmtext.tokenizer import TextTokenizer
 from lstmtext.weight_ema import WeightAverage, kept_weights
