@@ -19,8 +19,8 @@ import numpy as np
 from lstmtext.corpus import cached_ids, decode_corpus
 from lstmtext.distributed import Distributed
 from lstmtext.errors import ConfigError, CorpusError
-from lstmtext.tokenizer import TextTokenizer
 from lstmtext.events import TrainEvent
+from lstmtext.tokenizer import TextTokenizer
 
 # In memory, a corpus costs its bytes, its str and its ids (2-4 bytes per token): from
 # about this size the memory map is the better deal, and preparing it once pays for itself.

@@ -81,18 +81,15 @@ def classifier_config(
     base: ModelConfig, labels: tuple[str, ...], shape: ModelShape | None = None
 ) -> ModelConfig:
     """A classifier's model config on `base`'s core; `shape` sets its dropout when given."""
-    regularisation = (
-        {}
-        if shape is None
-        else {
-            "dropout": shape.dropout,
-            "embedding_dropout": shape.embedding_dropout,
-            "locked_dropout": shape.locked_dropout,
-            "weight_drop": shape.weight_drop,
-        }
-    )
+    config = replace(base, task="classify", num_classes=len(labels), tie_weights=False, softmax_cutoff=0)
+    if shape is None:
+        return config
     return replace(
-        base, task="classify", num_classes=len(labels), tie_weights=False, softmax_cutoff=0, **regularisation
+        config,
+        dropout=shape.dropout,
+        embedding_dropout=shape.embedding_dropout,
+        locked_dropout=shape.locked_dropout,
+        weight_drop=shape.weight_drop,
     )
 
 

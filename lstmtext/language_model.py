@@ -32,13 +32,13 @@ from lstmtext.device import kept_rng, select_device
 from lstmtext.distributed import Distributed, process_group
 from lstmtext.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
+from lstmtext.events import TrainEvent, TrainResult
 from lstmtext.lm_ensemble import check_same_tokenizer
+from lstmtext.lm_task import evaluate_stream, language_model_trainer
 from lstmtext.model import LanguageModel
 from lstmtext.run_directory import claim_run_directory
 from lstmtext.threads import torch_threads
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.events import TrainEvent, TrainResult
-from lstmtext.lm_task import evaluate_stream, language_model_trainer
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ def fused_adam(params: Iterable[nn.Parameter]) -> bool:
 def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     """A model's parameters from the bottom up: embedding, each LSTM layer, then the rest (the
     head). A weight shared by two places (a tied head) counts once, in its lowest group."""
-    core = model.core  # type: ignore[attr-defined]
+    core: Any = model.core
     seen: set[int] = set()
 
     def fresh(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:

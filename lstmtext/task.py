@@ -11,8 +11,10 @@ from torch import Tensor, nn
 class Task(Protocol):
     """What the loop needs of a task. A batch is whatever the task's methods pass between them."""
 
-    model: nn.Module
     steps_per_epoch: int
+
+    @property
+    def model(self) -> nn.Module: ...
 
     def next_batch(self, step: int) -> Any: ...
     def rate_factor(self, batch: Any) -> float: ...

@@ -347,7 +347,7 @@ class Trainer:
 
     def _log(self, loss: float, lr: float, speed: float) -> None:
         elapsed = self.elapsed_before + self._elapsed()
-        record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_second": speed}
+        record: dict[str, Any] = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_second": speed}
         record |= {"kind": "log", "elapsed": elapsed}
         self.history.append(record)
         if self.dist.is_main:
@@ -376,8 +376,8 @@ class Trainer:
                 self.schedule.on_stall()
         val_loss = None if metrics is None else metrics["val_loss"]
         elapsed = self.elapsed_before + self._elapsed()
-        record = {"kind": "eval", "step": self.step, "loss": loss, "val_loss": val_loss, "lr": lr}
-        self.history.append(record | {"elapsed": elapsed} | (metrics or {}))
+        record: dict[str, Any] = {"kind": "eval", "step": self.step, "loss": loss, "val_loss": val_loss}
+        self.history.append(record | {"lr": lr, "elapsed": elapsed} | (metrics or {}))
         self.save_resume()
         self.on_event(
             TrainEvent(

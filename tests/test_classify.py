@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 
 from lstmtext.checkpoint import load_checkpoint
 from lstmtext.classifier_train import classifier_trainer, transfer_core
-from lstmtext.optimization import layer_groups
 from lstmtext.classify import (
     Ensemble,
     Predictor,
@@ -28,6 +27,7 @@ from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.errors import CheckpointError, DataError
 from lstmtext.labelled import LabelledData
 from lstmtext.model import Classifier
+from lstmtext.optimization import layer_groups
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
 from lstmtext.tokenizer import TextTokenizer
 

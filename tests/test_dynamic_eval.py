@@ -15,8 +15,8 @@ from lstmtext.corpus import TokenStream
 from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_nll
 from lstmtext.errors import ConfigError
 from lstmtext.language_model import evaluate_language_model
-from lstmtext.model import LanguageModel
 from lstmtext.lm_task import evaluate_stream
+from lstmtext.model import LanguageModel
 
 VOCAB = 30
 

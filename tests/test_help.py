@@ -63,7 +63,15 @@ CLASSIFIER_ONLY = {
     "--task", "--from", "--label-column", "--text-column", "--max-tokens", "--class-weights",
 }  # fmt: skip
 # The one training loop's options: both commands, one meaning.
-SHARED = {"--unfreeze", "--discriminative-lr", "--resume", "--keep-last", "--optimizer", "--schedule", "--ema"}
+SHARED = {
+    "--unfreeze",
+    "--discriminative-lr",
+    "--resume",
+    "--keep-last",
+    "--optimizer",
+    "--schedule",
+    "--ema",
+}
 
 
 def shown_options(name: str) -> set[str]:
@@ -76,7 +84,7 @@ def test_each_training_command_shows_only_its_own_options(cli, monkeypatch) -> N
     train, classifier = shown_options("train"), shown_options("train-classifier")
     assert not train & CLASSIFIER_ONLY and train >= LANGUAGE_MODEL_ONLY
     assert not classifier & LANGUAGE_MODEL_ONLY and CLASSIFIER_ONLY - {"--task"} <= classifier
-    assert SHARED <= train & classifier
+    assert train & classifier >= SHARED
     monkeypatch.setenv("COLUMNS", "200")
     shown = set(re.findall(r"--[a-z][a-z-]*", cli(["train", "--help"]).stdout))
     assert not shown & CLASSIFIER_ONLY and "--seq-len" in shown

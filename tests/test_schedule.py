@@ -9,9 +9,9 @@ from lstmtext.classifier_train import classifier_trainer
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.labelled import LabelledData
 from lstmtext.model import Classifier
+from lstmtext.optimization import LearningRate
 from lstmtext.schedule import slanted_triangular
 from lstmtext.tokenizer import TextTokenizer
-from lstmtext.optimization import LearningRate
 
 
 def test_slanted_triangle_climbs_for_a_tenth_then_falls_to_a_32nd() -> None:
@@ -44,5 +44,7 @@ def test_classifier_loop_follows_the_triangle_by_step_or_clock(tmp_path: Path) -
         (TrainConfig(lr_schedule="slanted", max_steps=50), 0.0, 5, 1.0),
     ):
         run_config = RunConfig(TokenizerConfig("word"), model, train, labels=("negative", "positive"))
-        trainer = classifier_trainer(run_config, tokenizer, Classifier(model), data, None, tmp_path / str(step))
+        trainer = classifier_trainer(
+            run_config, tokenizer, Classifier(model), data, None, tmp_path / str(step)
+        )
         assert trainer.schedule.at(step, elapsed) / train.lr == pytest.approx(expected)

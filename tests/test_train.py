@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from lstmtext.checkpoint import load_checkpoint, read_metrics
 from lstmtext.config import TokenizerConfig, TrainConfig
-from lstmtext.language_model import ModelShape, evaluate_language_model, train_language_model
 from lstmtext.events import TrainEvent
+from lstmtext.language_model import ModelShape, evaluate_language_model, train_language_model
 from lstmtext.lm_task import language_model_trainer
 from lstmtext.optimization import LearningRate
 
@@ -131,7 +131,9 @@ def test_nan_loss_rolls_back_to_last_good_checkpoint(tmp_path: Path) -> None:
         TokenizerConfig("char"), SHAPE.model_config(tokenizer.vocab_size), small_config(max_steps=30)
     )
     events: list[TrainEvent] = []
-    trainer = language_model_trainer(run_config, tokenizer, ids[:900], ids[900:], tmp_path / "run", on_event=events.append)
+    trainer = language_model_trainer(
+        run_config, tokenizer, ids[:900], ids[900:], tmp_path / "run", on_event=events.append
+    )
     real_step = trainer._train_step
     poisoned = {15}
 
