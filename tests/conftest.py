@@ -177,6 +177,8 @@ def tiny_classifier(tiny_reviews: Path) -> Path:
     out = tiny_reviews.parent / "classifier"
     result = run_cli(["train-classifier", str(tiny_reviews), "--out", str(out), *TINY_CLASSIFIER_ARGS])
     assert result.exit_code == 0, result.stderr
+    assert "val accuracy" in result.stderr and "classifier (negative, positive)" in result.stderr
+    assert "deprecated" not in result.stderr
     return out
 
 

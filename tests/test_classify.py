@@ -31,47 +31,17 @@ from lstmtext.optimization import layer_groups
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
 from lstmtext.tokenizer import TextTokenizer
 
-from .conftest import run_cli
-
-GOOD = ["great", "wonderful", "superb", "lovely", "moving", "brilliant"]
-BAD = ["awful", "boring", "dull", "terrible", "clumsy", "tedious"]
-FILLER = ["the", "film", "was", "plot", "acting", "really", "quite", "and", "story", "ending"]
-
-TINY_CLASSIFIER_ARGS = [
-    "--level", "word", "--layers", "1", "--hidden", "16", "--embed", "8", "--batch-size", "8",
-    "--max-steps", "120", "--eval-every", "40", "--lr", "0.02", "--val-fraction", "0.2",
-    "--random-state", "3",
-]  # fmt: skip
+from .conftest import GOOD, TINY_CLASSIFIER_ARGS, review, run_cli
 
 
-def review(rng: random.Random, words: list[str], length: int = 8) -> str:
-    picks = [rng.choice(FILLER) for _ in range(length)]
-    for _ in range(2):
-        picks.insert(rng.randrange(len(picks) + 1), rng.choice(words))
-    return " ".join(picks) + " ."
+@pytest.fixture
+def labelled(tiny_reviews: Path) -> Path:
+    return tiny_reviews
 
 
-@pytest.fixture(scope="module")
-def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = random.Random(0)
-    rows = [("positive", review(rng, GOOD)) for _ in range(40)] + [
-        ("negative", review(rng, BAD)) for _ in range(40)
-    ]
-    rng.shuffle(rows)
-    path = tmp_path_factory.mktemp("labelled") / "reviews.tsv"
-    path.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def classifier(labelled: Path) -> Path:
-    """A tiny word-level classifier trained once through the CLI."""
-    out = labelled.parent / "classifier"
-    result = run_cli(["train-classifier", str(labelled), "--out", str(out), *TINY_CLASSIFIER_ARGS])
-    assert result.exit_code == 0, result.stderr
-    assert "val accuracy" in result.stderr and "classifier (negative, positive)" in result.stderr
-    assert "deprecated" not in result.stderr
-    return out
+@pytest.fixture
+def classifier(tiny_classifier: Path) -> Path:
+    return tiny_classifier
 
 
 def test_train_task_classify_is_train_classifier_with_a_deprecation_note(
