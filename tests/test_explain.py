@@ -205,3 +205,20 @@ def test_a_text_too_long_to_explain_is_one_line(cli, tiny_classifier: Path, tmp_
     review.write_text("the film was great . " * 5000, encoding="utf-8")  # 25,000 tokens
     result = cli(["classify", "-m", str(tiny_classifier), str(review), "--explain"])
     assert result.exit_code == 2 and "at most 20,000 tokens; this one has 25,000" in result.stderr
+
+
+def test_worker_threads_share_the_path_and_agree_with_one_thread() -> None:
+    """What two cores get: chunks of the path on worker threads, several each, summed in order."""
+    predictor = random_predictor()
+    text = "the film was great and dull and moving . " * 3
+    threads = torch.get_num_threads()
+    predictor.threads = 1
+    alone = explain(predictor, text, steps=32)
+    predictor.threads = 3
+    shared = explain(predictor, text, steps=32, max_batch_tokens=60)  # 2 points a chunk: 18 chunks
+    assert torch.get_num_threads() == threads
+    assert shared.value == pytest.approx(alone.value, abs=1e-6)
+    assert shared.baseline_value == pytest.approx(alone.baseline_value, abs=1e-6)
+    torch.testing.assert_close(
+        torch.tensor([t.score for t in shared.tokens]), torch.tensor([t.score for t in alone.tokens])
+    )
