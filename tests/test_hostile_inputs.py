@@ -401,11 +401,11 @@ def test_a_full_disk_while_copying_a_step_checkpoint_is_one_short_true_line(
 def test_a_full_disk_before_any_checkpoint_claims_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lstmtext.checkpoint
+    import lstmtext.resume_files
 
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
-    monkeypatch.setattr(lstmtext.checkpoint, "write_resume_checkpoint", disk_full)
+    monkeypatch.setattr(lstmtext.resume_files, "write_resume_checkpoint", disk_full)
     out = tmp_path / "run"
     result = run_cli(["train", str(corpus), "--out", str(out), *TINY_TRAIN_ARGS])
     assert result.exit_code == 1
