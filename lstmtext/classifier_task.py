@@ -121,15 +121,15 @@ class ClassifierTask:
     def logits(self, model: nn.Module | None = None) -> np.ndarray:
         """(N, classes) logits of the validation texts, by `model` (the task's own by default)."""
         assert self.val_ids is not None
-        model = model or self.model
+        model = self.model if model is None else model
         was_training = model.training
         model.eval()
         logits = np.zeros((len(self.val_ids), len(self.labels)), dtype=np.float32)
         lengths = [len(ids) for ids in self.val_ids]
         for rows in length_buckets(lengths, EVAL_BATCH_TOKENS, EVAL_BATCH_SIZE):
-            ids, lengths_ = pad_batch([self.val_ids[i] for i in rows], self.pad_id)
+            ids, row_lengths = pad_batch([self.val_ids[i] for i in rows], self.pad_id)
             with autocast_context(self.precision, self.device):
-                out = model(ids.to(self.device), lengths_.to(self.device))
+                out = model(ids.to(self.device), row_lengths.to(self.device))
             logits[rows] = out.float().cpu().numpy()
         model.train(was_training)
         return logits

@@ -20,16 +20,15 @@ class, a negative one against it; they are in nats of log-odds. The points of th
 forward and back in a few batches (chunks of about CHUNK_TOKENS padded tokens). Where that
 work is worth both cores (lstmtext.threads), the chunks are shared among worker threads,
 each running its chunks on one torch thread: they never wait for each other, where one batch
-on two threads hands off at each of a long review's thousands of time steps (a 984-word
-review in bf16: 0.42 s, against 0.47 s as one batch on two threads, 0.70 s on one). In the
-predictor's precision: bf16, where the CPU accelerates it, is the faster (that review: 0.42
-against 0.72 s in fp32) at no visible cost to completeness on short texts; over a long one
-its values drift from fp32's (that review: f(x) 3.91 in both, f(x') 3.34 against 5.07).
+on two threads hands off at each of a long review's thousands of time steps. It runs in the
+predictor's precision: bf16, where the CPU accelerates it, is the faster, at no visible cost
+to completeness on short texts; over a long one its values drift from fp32's, the baseline's
+most (timings and gaps of a 1,000-word review: BENCHMARKS.md).
 
 Where the path crosses a sharp change of the model's state (a long review can flip the
 LSTM from one regime to another within 1/100 of the path), no affordable number of steps
-integrates it exactly; `completeness_gap` then says how far off the sum is, and more
-`steps` narrow it.
+integrates it exactly; `completeness_gap` then says how far off the sum is. In fp32 more
+`steps` narrow it; bf16's drift they do not.
 
 Scores per sentence are the sums of their tokens' contributions, so the sentences that carry
 a long review's verdict stand out.
@@ -61,11 +60,9 @@ MIN_STEPS, MAX_STEPS, STEP_TOKENS = 32, 256, 8192
 # Longer texts are refused: each step of the path runs the whole text forward and backward
 # (20,000 tokens: about 15 s of CPU), and classify reads such texts in windows instead.
 MAX_TOKENS = 20_000
-# Padded tokens per chunk of the path, by precision. On CPU, a pass forward and back through a
-# 1,340-token review costs 0.12 s for one row in bf16 and 0.31 s for 17: few, large chunks
-# (one per worker, 2 x 17 rows), at a price in memory (the two at once: 0.54 GB; one chunk
-# of 12 rows at a time took 0.21 GB). In fp32, 0.05 s for one row, but 31 ms a row at 4
-# rows and 55 at 33: small chunks.
+# Padded tokens per chunk of the path, by precision. On CPU a bf16 row costs little more in a
+# large batch than alone, so bf16 takes few, large chunks (one per worker), at a price in
+# memory; an fp32 row costs more the larger its batch, so fp32 takes small chunks.
 CHUNK_TOKENS = {"bf16": 32768, "fp32": 8192}
 MAX_CHARS = 1 << 20
 BASELINE = "zero embedding"

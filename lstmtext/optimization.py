@@ -65,7 +65,11 @@ class Optimization:
             param_groups = [{"params": params} for params in self.groups]
             self.scales = [config.discriminative_lr ** -(top - depth) for depth in range(len(self.groups))]
         self.optimizer = build_optimizer(param_groups, config, fused=fused_adam(model.parameters()))
+        self.model = model
         self.stage = -1
+        # What clipping sees, in the model's order (the norm's sum is then the same as over
+        # model.parameters() when all train); set anew when a group unfreezes.
+        self.trainable = list(model.parameters())
 
     def set_rate(self, lr: float) -> None:
         """`lr` for the top group; the groups below it get their discriminative share."""
@@ -83,11 +87,9 @@ class Optimization:
         for depth, params in enumerate(self.groups):
             for parameter in params:
                 parameter.requires_grad_(depth >= top - stage)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if every and stage <= top:
             say("training the head" if stage == 0 else f"training the top {stage + 1} layer groups")
-
-    def trainable(self) -> list[nn.Parameter]:
-        return [p for params in self.groups for p in params if p.requires_grad]
 
 
 def build_optimizer(param_groups: list[dict], config: TrainConfig, *, fused: bool) -> torch.optim.Optimizer:

@@ -227,8 +227,7 @@ class Trainer:
         grad_norm = None
         if self.config.clip > 0:
             self.scaler.unscale_(self.optimizer)
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
-            grad_norm = nn.utils.clip_grad_norm_(trainable, self.config.clip)
+            grad_norm = nn.utils.clip_grad_norm_(self.optimization.trainable, self.config.clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         # A finite loss can still come with an update that leaves a weight non-finite (an inf

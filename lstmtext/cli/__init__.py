@@ -130,9 +130,9 @@ def _load_with_the_collector_paused(argv: Sequence[str]) -> None:
     """Import the command's modules with Python's cycle collector off, then freeze what they
     made out of its sight and turn the collector back on.
 
-    Importing torch makes some 260,000 objects that live until exit; the collector walks
-    them again and again while they are made and at every full collection after: 0.4 s of
-    the 2 s that `classify --explain` took on a long review (BENCHMARKS.md). Only the
+    Importing torch makes some hundreds of thousands of objects that live until exit; the
+    collector walks them again and again while they are made and at every full collection
+    after, a cost a short command such as `classify --explain` pays whole. Only the
     process does this, not run(): frozen objects are never collected, which in a test
     session would keep the garbage of earlier tests.
     """
