@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from lstmtext.classify import classification_metrics, encode_texts, length_buckets, pad_batch
 from lstmtext.config import ClassifierOptions, TrainConfig
 from lstmtext.device import autocast_context
+from lstmtext.distill import distillation_loss
 from lstmtext.distributed import Distributed, row_block
 from lstmtext.labelled import LabelledData
 from lstmtext.model import Classifier
@@ -24,7 +25,8 @@ POOL_BATCHES = 50
 EVAL_BATCH_TOKENS = 32768
 EVAL_BATCH_SIZE = 256
 
-ClassifierBatch = tuple[Tensor, Tensor, Tensor]  # ids (B, T), lengths (B,), targets (B,)
+# ids (B, T), lengths (B,), targets (B,), the teacher's probabilities (B, classes) or None
+ClassifierBatch = tuple[Tensor, Tensor, Tensor, Tensor | None]
 
 
 def label_indices(labels: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray:
@@ -37,6 +39,8 @@ class ClassifierTask:
 
     An epoch's batch order comes from (random_state, epoch) alone, so a resume needs just the
     epoch and the batches taken in it. With several ranks each takes its block of every batch.
+    `soft_targets` (N, classes), a teacher's probabilities of the training texts, turn the loss
+    into lstmtext.distill's mix of labels and teacher.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class ClassifierTask:
         device: torch.device,
         precision: str,
         distributed: Distributed | None = None,
+        soft_targets: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -61,6 +66,10 @@ class ClassifierTask:
         self.dist = distributed or Distributed()
         self.train_ids = encode_texts(tokenizer, train_data.texts, options.max_tokens)
         self.train_targets = label_indices(train_data.labels, labels)
+        if soft_targets is not None and soft_targets.shape != (len(train_data), len(labels)):
+            raise ValueError(f"soft targets of shape {soft_targets.shape} for {len(train_data)} texts")
+        self.soft_targets = soft_targets
+        self.teacher_weight = options.teacher_weight
         self.val_ids = encode_texts(tokenizer, val_data.texts) if val_data is not None else None
         self.val_targets = label_indices(val_data.labels, labels) if val_data is not None else None
         self.class_weight = None
@@ -100,15 +109,21 @@ class ClassifierTask:
             rows = rows[block.start : block.stop]
         ids, lengths = pad_batch([self.train_ids[i] for i in rows], self.pad_id)
         targets = torch.from_numpy(self.train_targets[rows])
-        return ids.to(self.device), lengths.to(self.device), targets.to(self.device)
+        soft = (
+            None if self.soft_targets is None else torch.from_numpy(self.soft_targets[rows]).to(self.device)
+        )
+        return ids.to(self.device), lengths.to(self.device), targets.to(self.device), soft
 
     def rate_factor(self, batch: ClassifierBatch) -> float:
         return 1.0
 
     def loss(self, network: nn.Module, batch: ClassifierBatch) -> tuple[Tensor, Tensor]:
-        ids, lengths, targets = batch
+        ids, lengths, targets, soft = batch
         logits = network(ids, lengths)  # (B, classes)
-        loss = nn.functional.cross_entropy(logits.float(), targets, weight=self.class_weight)
+        if soft is not None:
+            loss = distillation_loss(logits, targets, soft, self.teacher_weight, self.class_weight)
+        else:
+            loss = nn.functional.cross_entropy(logits.float(), targets, weight=self.class_weight)
         return loss, loss
 
     def advance(self, batch: ClassifierBatch) -> None:

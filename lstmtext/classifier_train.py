@@ -24,6 +24,7 @@ from lstmtext import checkpoint as ckpt
 from lstmtext.classifier_task import ClassifierTask
 from lstmtext.config import ClassifierOptions, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.device import kept_rng, resolve_precision, select_device
+from lstmtext.distill import teacher_probabilities
 from lstmtext.errors import CheckpointError, ConfigError
 from lstmtext.events import TrainEvent, TrainResult
 from lstmtext.labelled import Columns, LabelledData, read_labelled
@@ -227,16 +228,27 @@ def classifier_trainer(
     config = run_config.train
     device = select_device(config.device)
     precision = resolve_precision(config.precision, device)
+    classifier_options = run_config.classifier or ClassifierOptions()
+    soft_targets = None
+    if classifier_options.teacher is not None:
+        soft_targets = teacher_probabilities(
+            classifier_options.teacher,
+            train_data.texts,
+            run_config.labels,
+            device=str(device),
+            precision=precision,
+        )
     task = ClassifierTask(
         model,
         config,
-        run_config.classifier or ClassifierOptions(),
+        classifier_options,
         tokenizer,
         run_config.labels,
         train_data,
         val_data,
         device,
         precision,
+        soft_targets=soft_targets,
     )
     fingerprint = data_fingerprint(tokenizer, task)
     return Trainer(run_config, tokenizer, task, out_dir, fingerprint=fingerprint, device=device, **options)

@@ -248,8 +248,13 @@ class ClassifierOptions:
     val_sources: tuple[str, ...] = ()  # labelled validation data instead of a split of the training data
     max_tokens: int = 512  # longer texts keep their first quarter and last three quarters in training
     class_weights: bool = False  # weight the loss by inverse class frequency
+    teacher: str | None = None  # classifier whose probabilities the model also learns (distillation)
+    teacher_weight: float = 0.7  # the teacher's share of the loss; the labels have the rest
 
     def __post_init__(self) -> None:
+        _require(
+            0.0 <= self.teacher_weight <= 1.0, f"teacher weight must be in 0..1, not {self.teacher_weight}"
+        )
         _require(
             1 <= self.max_tokens <= 1 << 24, f"max tokens must be in 1..{1 << 24}, not {self.max_tokens}"
         )

@@ -104,6 +104,8 @@ def classifier_options(params: Mapping[str, Any]) -> ClassifierOptions:
         val_sources=tuple(str(v) for v in params["val"] or ()),
         max_tokens=params["max_tokens"],
         class_weights=params["class_weights"],
+        teacher=None if params.get("teacher") is None else str(params["teacher"]),
+        teacher_weight=params.get("teacher_weight", ClassifierOptions.teacher_weight),
     )
     return options
 

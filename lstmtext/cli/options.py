@@ -195,3 +195,21 @@ MaxTokens = Annotated[
 ClassWeights = Annotated[
     bool, typer.Option(help="Weight the loss by inverse class frequency.", rich_help_panel=CLASSIFY)
 ]
+Teacher = Annotated[
+    Path | None,
+    typer.Option(
+        "--teacher",
+        help="A trained classifier of the same classes whose probabilities the model also learns "
+        "(distillation: a small model from a large one).",
+        rich_help_panel=CLASSIFY,
+    ),
+]
+TeacherWeight = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="The teacher's share of the loss; the labels have the rest.",
+        rich_help_panel=CLASSIFY,
+    ),
+]

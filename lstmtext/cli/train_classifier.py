@@ -47,6 +47,8 @@ from lstmtext.cli.options import (
     Resume,
     ScheduleOption,
     StartFrom,
+    Teacher,
+    TeacherWeight,
     TextColumn,
     Threads,
     Unfreeze,
@@ -86,6 +88,8 @@ def train_classifier(
     text_column: TextColumn = "text",
     max_tokens: MaxTokens = 512,
     class_weights: ClassWeights = False,
+    teacher: Teacher = None,
+    teacher_weight: TeacherWeight = 0.7,
     val: Annotated[
         list[str] | None,
         typer.Option(

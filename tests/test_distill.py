@@ -1,0 +1,91 @@
+"""Distillation: a teacher's probabilities as soft targets (`train-classifier --teacher`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lstmtext.classify import Predictor
+from lstmtext.distill import distillation_loss, teacher_probabilities
+from lstmtext.errors import ConfigError
+from lstmtext.labelled import read_labelled
+from tests.conftest import TINY_CLASSIFIER_ARGS, run_cli, write_labelled
+
+
+def test_teacher_probabilities_follow_the_students_label_order(
+    tiny_classifier: Path, tiny_reviews: Path
+) -> None:
+    texts = list(read_labelled(tiny_reviews).texts[:6])
+    texts = texts + texts[:2]  # repeated texts are read once and get the same row
+    expected = Predictor.load(tiny_classifier, device="cpu", precision="fp32").probabilities(texts)
+    soft = teacher_probabilities(
+        tiny_classifier, texts, ("positive", "negative"), device="cpu", precision="fp32"
+    )
+    assert soft.dtype == np.float32 and soft.shape == (8, 2)
+    np.testing.assert_allclose(soft, expected[:, ::-1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(soft[6:], soft[:2])
+
+
+def test_a_teacher_of_other_classes_is_refused(tiny_classifier: Path) -> None:
+    with pytest.raises(ConfigError, match="knows the classes negative, positive"):
+        teacher_probabilities(tiny_classifier, ["fine"], ("bad", "good"), device="cpu", precision="fp32")
+
+
+def test_the_loss_mixes_labels_and_teacher() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(5, 3)
+    targets = torch.tensor([0, 1, 2, 1, 0])
+    soft = torch.softmax(torch.randn(5, 3), dim=-1)
+    hard = torch.nn.functional.cross_entropy(logits, targets)
+    soft_ce = torch.nn.functional.cross_entropy(logits, soft)  # torch's own soft-target form
+    assert torch.allclose(distillation_loss(logits, targets, soft, 0.0, None), hard)
+    assert torch.allclose(distillation_loss(logits, targets, soft, 1.0, None), soft_ce)
+    assert torch.allclose(distillation_loss(logits, targets, soft, 0.3, None), 0.7 * hard + 0.3 * soft_ce)
+
+
+def test_a_student_learns_the_teachers_answers_not_the_labels(
+    tiny_classifier: Path, tiny_reviews: Path, tmp_path: Path
+) -> None:
+    """With all the weight on the teacher, labels that all lie do not matter: the student
+    answers as the teacher does."""
+    data = read_labelled(tiny_reviews)
+    flip = {"positive": "negative", "negative": "positive"}
+    lying = write_labelled(
+        tmp_path / "lying.tsv", [(flip[y], x) for y, x in zip(data.labels, data.texts, strict=True)]
+    )
+    out = tmp_path / "student"
+    args = ["train-classifier", str(lying), "--out", str(out), *TINY_CLASSIFIER_ARGS]
+    result = run_cli([*args, "--teacher", str(tiny_classifier), "--teacher-weight", "1"])
+    assert result.exit_code == 0, result.stderr
+    saved = json.loads((out / "config.json").read_text())["classifier"]
+    assert saved["teacher"] == str(tiny_classifier) and saved["teacher_weight"] == 1.0
+    texts = list(data.texts)
+    teacher = Predictor.load(tiny_classifier, device="cpu").predict(texts)
+    student = Predictor.load(out, device="cpu").predict(texts)
+    agree = np.mean([s.label == t.label for s, t in zip(student, teacher, strict=True)])
+    assert agree >= 0.9
+
+
+def test_cli_refuses_a_teacher_of_other_classes(tiny_classifier: Path, tmp_path: Path) -> None:
+    rows = [("good", f"a fine text number {i}") for i in range(10)] + [
+        ("bad", f"a poor text {i}") for i in range(10)
+    ]
+    data = write_labelled(tmp_path / "other.tsv", rows)
+    result = run_cli(
+        [
+            "train-classifier",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+            *TINY_CLASSIFIER_ARGS,
+            "--teacher",
+            str(tiny_classifier),
+        ]
+    )
+    assert result.exit_code != 0
+    assert "knows the classes negative, positive" in result.stderr
+    assert "Traceback" not in result.stderr
