@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lstmtext.classify import Predictor
-from lstmtext.distill import distillation_loss, teacher_probabilities
-from lstmtext.errors import ConfigError
+from lstmtext.distill import distillation_loss, read_answers, teacher_probabilities, write_answers
+from lstmtext.errors import ConfigError, DataError
 from lstmtext.labelled import read_labelled
 from tests.conftest import TINY_CLASSIFIER_ARGS, run_cli, write_labelled
 
@@ -89,3 +89,63 @@ def test_cli_refuses_a_teacher_of_other_classes(tiny_classifier: Path, tmp_path:
     assert result.exit_code != 0
     assert "knows the classes negative, positive" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_teachers_answers_file_stands_for_the_teacher(tiny_classifier: Path, tmp_path: Path) -> None:
+    texts = ["a fine film", "a dull film", "a fine film"]
+    probabilities = np.asarray([[0.2, 0.8], [0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
+    answers = tmp_path / "answers.jsonl"
+    write_answers(answers, texts, ("negative", "positive"), probabilities)
+    assert len(answers.read_text().splitlines()) == 2  # each text once
+    soft = teacher_probabilities(
+        answers, texts[::-1], ("positive", "negative"), device="cpu", precision="fp32"
+    )
+    np.testing.assert_allclose(soft, probabilities[::-1, ::-1])
+    with pytest.raises(DataError, match="no answer for 1 of the training texts"):
+        teacher_probabilities(answers, ["unseen"], ("negative", "positive"), device="cpu", precision="fp32")
+    with pytest.raises(ConfigError, match="knows the classes negative, positive"):
+        teacher_probabilities(answers, texts, ("bad", "good"), device="cpu", precision="fp32")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"text": "x"}',
+        '{"text": "x", "probabilities": {"a": 0.5, "b": 0.6}}',
+        "not json",
+        '{"text": 3, "probabilities": {"a": 1}}',
+    ],
+)
+def test_a_broken_answers_file_is_a_one_line_error(tmp_path: Path, line: str) -> None:
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"text": "y", "probabilities": {"a": 0.5, "b": 0.5}}\n' + line + "\n")
+    with pytest.raises(DataError, match=r"answers.jsonl:2: "):
+        read_answers(answers)
+
+
+def test_the_students_data_from_a_teachers_answers(
+    tiny_classifier: Path, tiny_reviews: Path, tmp_path: Path
+) -> None:
+    """benchmarks.distill_data: answers made once (on a GPU, for the real teacher), then the
+    labelled rows plus the unlabelled texts under the teacher's verdict, and its answers file."""
+    from benchmarks import distill_data
+
+    data = tmp_path / "data"
+    reviews = read_labelled(tiny_reviews)
+    rows = list(zip(reviews.labels, reviews.texts, strict=True))
+    write_labelled(data / "train.tsv", rows[:50])
+    unlabelled = [text for _, text in rows[40:]]  # ten of them also labelled
+    (data / "lm.txt").write_text("\n".join(unlabelled) + "\n", encoding="utf-8")
+    answers = tmp_path / "answers"
+    distill_data.answer(tiny_classifier, data, answers, device="cpu")
+    assert np.load(answers / "lm.npy").shape == (40,)
+    counts = distill_data.write(data, answers, tmp_path / "out")
+    assert counts == {"labelled": 50, "teacher_labelled": 30}
+    student_rows = read_labelled(tmp_path / "out" / "train.tsv")
+    teacher = Predictor.load(tiny_classifier, device="cpu", precision="auto").predict(unlabelled[10:])
+    assert list(student_rows.labels[50:]) == [t.label for t in teacher]
+    _, answered = read_answers(tmp_path / "out" / "answers.jsonl")
+    assert set(answered) == set(student_rows.texts)
+    (data / "lm.txt").write_text("another text\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="not those the answers"):
+        distill_data.write(data, answers, tmp_path / "out")

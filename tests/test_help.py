@@ -126,8 +126,8 @@ def test_an_unknown_command_is_a_usage_error_with_a_suggestion(cli) -> None:
 # A value other than the default for every option of train-classifier.
 CLASSIFIER_VALUES = {
     "--out": ["runs/other"], "--from": ["runs/lm"], "--unfreeze": ["3"], "--discriminative-lr": ["2.6"],
-    "--label-column": ["y"], "--text-column": ["x"], "--max-tokens": ["7"], "--class-weights": [], "--teacher": ["runs/big"],
-    "--teacher-weight": ["0.5"],
+    "--label-column": ["y"], "--text-column": ["x"], "--max-tokens": ["7"], "--class-weights": [],
+    "--teacher": ["runs/big"], "--teacher-weight": ["0.5"],
     "--val": ["val.tsv"], "--val-fraction": ["0.3"], "--level": ["word"], "--vocab-size": ["300"],
     "--min-frequency": ["2"], "--max-vocab": ["50"], "--lowercase": [], "--layers": ["1"],
     "--hidden": ["8"], "--embed": ["4"], "--dropout": ["0.1"], "--embed-dropout": ["0.1"],
