@@ -1,8 +1,10 @@
 """The sentiment student's data: the teacher's answers on every text at hand, and a labelled set
 that adds the language model's unlabelled texts with the teacher's verdict as their label.
 
-    python -m benchmarks.distill_data answer runs/teacher [--data runs/sentiment-data] [--answers benchmarks/teacher]
-    python -m benchmarks.distill_data write [--data runs/sentiment-data] [--answers benchmarks/teacher] [--out runs/distill]
+    python -m benchmarks.distill_data answer runs/teacher [--data DATA] [--answers benchmarks/teacher]
+    python -m benchmarks.distill_data write [--data DATA] [--answers benchmarks/teacher] [--out runs/distill]
+
+DATA: the folder of `python -m benchmarks.sentiment_data` (runs/sentiment-data by default).
 
 `answer` (on a GPU, where the teacher runs) stores the teacher's probability of `positive` for
 each row of `DATA/train.tsv` and each line of `DATA/lm.txt` as float16 arrays, with the sha256

@@ -64,7 +64,9 @@ def check_classes(teacher: Path | str, teacher_labels: Sequence[str], labels: Se
         )
 
 
-def write_answers(path: Path | str, texts: Sequence[str], labels: Sequence[str], probabilities: np.ndarray) -> None:
+def write_answers(
+    path: Path | str, texts: Sequence[str], labels: Sequence[str], probabilities: np.ndarray
+) -> None:
     """A teacher's answers file (read_answers' format), each text once."""
     from lstmtext.files import atomic_write_text
 
