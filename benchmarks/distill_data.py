@@ -10,8 +10,8 @@ DATA: the folder of `python -m benchmarks.sentiment_data` (runs/sentiment-data b
 each row of `DATA/train.tsv` and each line of `DATA/lm.txt` as float16 arrays, with the sha256
 of the texts they answer: about 0.7 MB, committed, so the student can be remade on a CPU.
 `write` turns them into `OUT/answers.jsonl` (for `train-classifier --teacher`) and
-`OUT/train.tsv`: the rows of `DATA/train.tsv`, then each `lm.txt` text not among them, labelled
-by the teacher.
+`OUT/train.tsv`: the rows of `DATA/train.tsv`, then each `lm.txt` line whose text is not among
+them, labelled by the teacher.
 """
 
 from __future__ import annotations
@@ -74,9 +74,8 @@ def write(data: Path, answers: Path, out: Path) -> dict[str, int]:
     train_lines = (data / "train.tsv").read_text(encoding="utf-8").rstrip("\n").split("\n")
     added = 0
     for text, q in zip(texts["lm"], positive["lm"], strict=True):
-        if text not in labelled and "\t" not in text:
+        if text not in labelled and "\t" not in text and text.strip():  # repeats stay, as in train.tsv
             train_lines.append(f"{LABELS[int(q > 0.5)]}\t{text}")
-            labelled.add(text)
             added += 1
     (out / "train.tsv").write_text("\n".join(train_lines) + "\n", encoding="utf-8")
     return {"labelled": len(texts["train"]), "teacher_labelled": added}

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The GPU half of `make pretrained-sentiment`: a 3 x 1024 review language model and classifier
-# (the teacher), distilled into the 1 x 256 classifier that ships (the student), and a
-# three-class tweets model on the teacher's language model.
+# On a CUDA GPU: the teacher of the embedded sentiment model, a 3 x 1024 review language model
+# and classifier (`make sentiment-teacher` runs `lm teacher`, then stores the teacher's answers);
+# `student` distils it into a copy of the 1 x 256 classifier on the GPU (the CPU recipe,
+# `make pretrained-sentiment`, does that from the stored answers instead); `tweets` trains a
+# negative/neutral/positive classifier on the teacher's language model.
 #
 #   bash benchmarks/sentiment_teacher.sh DATA RUNS [START [STAGE ...]]
 #
 # DATA: the folder of `python -m benchmarks.sentiment_data` (lm.txt, train.tsv, val.tsv,
 # tweets-train.tsv, ...). RUNS: where the runs go (RUNS/teacher-lm, RUNS/teacher,
 # RUNS/student, RUNS/tweets3). START: the small classifier the student starts from
-# (default RUNS/sentiment, the CPU half's). STAGE: lm, teacher, student or tweets, in that
-# order of need (default: all four). Minutes per stage come from the environment
-# (LM_MINUTES, TEACHER_MINUTES, STUDENT_MINUTES, TWEETS_MINUTES); the defaults are the ones
-# the embedded model was made with, on one H200. On a CPU the teacher would need days.
+# (default RUNS/sentiment). STAGE: lm, teacher, student or tweets (default: all four, in this
+# order). Minutes per stage come from the environment (LM_MINUTES, TEACHER_MINUTES,
+# STUDENT_MINUTES, TWEETS_MINUTES); the defaults are those of the run in BENCHMARKS.md, on one
+# H200. On two CPU cores the teacher's language model would need about a day.
 set -euo pipefail
 data=${1:?DATA folder}
 runs=${2:?RUNS folder}
@@ -47,7 +49,7 @@ tweets() {
 $python -m lstmtext train-classifier "$data/tweets-train.tsv" --val "$data/tweets-val.tsv" \
 	--from "$runs/teacher-lm" --out "$runs/tweets3" --overwrite --dropout 0.4 --embed-dropout 0.1 \
 	--batch-size 64 --optimizer adamw --lr 1e-3 --weight-decay 0.01 --schedule cosine --warmup 100 \
-	--eval-every 200 --patience 0 --max-time "${TWEETS_MINUTES:-0.75}" --random-state 1 --device "$device"
+	--eval-every 200 --patience 0 --max-time "${TWEETS_MINUTES:-0.5}" --random-state 1 --device "$device"
 }
 
 for stage in "${stages[@]}"; do
