@@ -13,7 +13,7 @@
 # (default RUNS/sentiment). STAGE: lm, teacher, student or tweets (default: all four, in this
 # order). Minutes per stage come from the environment (LM_MINUTES, TEACHER_MINUTES,
 # STUDENT_MINUTES, TWEETS_MINUTES); the defaults are those of the run in BENCHMARKS.md, on one
-# H200. On two CPU cores the teacher's language model would need about a day.
+# H200; BENCHMARKS.md also says what the language model would take on two CPU cores.
 set -euo pipefail
 data=${1:?DATA folder}
 runs=${2:?RUNS folder}
