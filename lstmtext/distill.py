@@ -91,6 +91,8 @@ def read_answers(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
             try:
                 row = json.loads(line)
                 text, probabilities = row["text"], row["probabilities"]
+                if not isinstance(probabilities, dict):
+                    raise TypeError
                 if labels is None:
                     labels = sorted(probabilities)
                 values = np.asarray([float(probabilities[label]) for label in labels], dtype=np.float32)

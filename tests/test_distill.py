@@ -113,6 +113,7 @@ def test_a_teachers_answers_file_stands_for_the_teacher(tiny_classifier: Path, t
         '{"text": "x"}',
         '{"text": "x", "probabilities": {"a": 0.5, "b": 0.6}}',
         "not json",
+        '{"text": "x", "probabilities": [0, 1]}',
         '{"text": 3, "probabilities": {"a": 1}}',
     ],
 )

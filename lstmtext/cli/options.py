@@ -199,8 +199,8 @@ Teacher = Annotated[
     Path | None,
     typer.Option(
         "--teacher",
-        help="A trained classifier of the same classes whose probabilities the model also learns "
-        "(distillation: a small model from a large one).",
+        help="A trained classifier of the same classes, or a file of its answers (JSON lines of "
+        "text and probabilities), whose probabilities the model also learns (distillation).",
         rich_help_panel=CLASSIFY,
     ),
 ]
