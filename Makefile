@@ -54,7 +54,7 @@ pretrained-sentiment: install
 		--eval-every 500 --patience 0 --max-time 20 --threads 1 --random-state 1
 	$(PYTHON) -m benchmarks.distill_data write --out runs/distill
 	lstmtext train-classifier runs/distill/train.tsv --val runs/sentiment-data/val.tsv --from runs/sentiment \
-		--teacher runs/distill/answers.jsonl --teacher-weight 0.7 --out runs/sentiment-student --overwrite \
+		--teacher runs/distill/answers.jsonl --teacher-weight 0.9 --out runs/sentiment-student --overwrite \
 		--dropout 0.4 --embed-dropout 0.1 --batch-size 64 --optimizer adamw --lr 1e-3 --weight-decay 0.01 \
 		--schedule cosine --warmup 100 --max-tokens 400 --eval-every 1000 --patience 0 --max-time 30 \
 		--threads 2 --random-state 1
