@@ -61,7 +61,7 @@ pretrained-sentiment: install
 	$(PYTHON) -m lstmtext.pretrained.build runs/sentiment-student lstmtext/pretrained/sentiment \
 		--calibrate runs/sentiment-data/val.tsv
 
-# On a CUDA GPU (one H200: 5 minutes of training): the teacher, a 3 x 1024 review LM and classifier
+# On a CUDA GPU (one H200: 4.5 minutes of training): the teacher, a 3 x 1024 review LM and classifier
 # (benchmarks/sentiment_teacher.sh), and its answers on every text in benchmarks/teacher.
 sentiment-teacher: install
 	$(PYTHON) -m benchmarks.sentiment_data --out runs/sentiment-data
