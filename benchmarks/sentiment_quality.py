@@ -5,7 +5,8 @@
 
 `mr-cv`: for each fold it trains `lstmtext train-classifier` on the other nine folds
 (their last tenth validates) with the options after `--` and an equal share of the time
-budget, then scores the held-out fold. MR's labels are its only labels here, and a language
+budget, then scores the held-out fold, beside TF-IDF + logistic regression fitted on the same
+rows (C picked on the same validation tenth). MR's labels are its only labels here, and a language
 model a fold starts from must have read no SST text: MR is SST's source, so SST-2 (sentences
 or phrases) would leak the test folds. The side-by-side evaluation of the embedded model is
 `benchmarks.sentiment_compare`; its data `benchmarks.sentiment_data`.
@@ -63,6 +64,7 @@ def fold_accuracy(accuracies: list[float]) -> dict[str, object]:
 def mr_cv(
     corpora: Path, out: Path, minutes: float, train_args: list[str], k: int, only: list[int] | None, seed: int
 ) -> dict[str, object]:
+    from benchmarks.sentiment_baselines import TfidfBaseline
     from lstmtext.classify import evaluate_classifier
 
     rows = read_tsv(corpora / "mr" / "all.tsv")
@@ -70,6 +72,7 @@ def mr_cv(
     chosen = only if only else list(range(k))
     per_fold_minutes = minutes / len(chosen)
     accuracies: list[float] = []
+    tfidf_accuracies: list[float] = []
     for fold in chosen:
         train = [row for row, f in zip(rows, fold_of, strict=True) if f != fold]
         test = [row for row, f in zip(rows, fold_of, strict=True) if f == fold]
@@ -90,12 +93,18 @@ def mr_cv(
         subprocess.run(command, check=True)
         metrics = evaluate_classifier(run, [out / f"fold{fold}" / "test.tsv"])
         accuracies.append(metrics.accuracy)
+        tfidf = TfidfBaseline.fit(train[cut:], train[:cut]).predict([text for _, text in test])
+        tfidf_accuracies.append(
+            sum(p == label for p, (label, _) in zip(tfidf, test, strict=True)) / len(test)
+        )
         record = {"fold": fold, "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1}
+        record["tfidf_accuracy"] = tfidf_accuracies[-1]
         record |= {"count": metrics.count, "minutes": (time.perf_counter() - started) / 60}
         print(json.dumps(record), flush=True)
     summary: dict[str, object] = {
         "folds": chosen,
         **fold_accuracy(accuracies),
+        "tfidf_mean_accuracy": statistics.fmean(tfidf_accuracies),
         "minutes_per_fold": per_fold_minutes,
         "train_args": train_args,
     }
