@@ -62,10 +62,11 @@ pretrained-sentiment: install
 		--calibrate runs/sentiment-data/val.tsv
 
 # On a CUDA GPU (one H200: 4.5 minutes of training): the teacher, a 3 x 1024 review LM and classifier
-# (benchmarks/sentiment_teacher.sh), and its answers on every text in benchmarks/teacher.
-sentiment-teacher: install
+# (benchmarks/sentiment_teacher.sh), and its answers on every text in benchmarks/teacher. It uses the
+# machine's own CUDA build of torch (with typer, rich, tokenizers, safetensors), so it installs nothing.
+sentiment-teacher:
 	$(PYTHON) -m benchmarks.sentiment_data --out runs/sentiment-data
-	bash benchmarks/sentiment_teacher.sh runs/sentiment-data runs runs/sentiment lm teacher
+	PYTHON=$(PYTHON) bash benchmarks/sentiment_teacher.sh runs/sentiment-data runs runs/sentiment lm teacher
 	$(PYTHON) -m benchmarks.distill_data answer runs/teacher
 
 # SIGTERM/resume cycles against an uninterrupted run; LSTMTEXT_SOAK_MINUTES=30 by default.
