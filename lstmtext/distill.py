@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from lstmtext.errors import ConfigError, DataError
@@ -117,5 +116,5 @@ def distillation_loss(
     """(1 - w) * cross-entropy on the labels + w * cross-entropy on the teacher's probabilities."""
     logits = logits.float()
     hard = nn.functional.cross_entropy(logits, targets, weight=class_weight)
-    soft = -(soft_targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    soft = nn.functional.cross_entropy(logits, soft_targets.float())  # probabilities as targets
     return (1.0 - teacher_weight) * hard + teacher_weight * soft
