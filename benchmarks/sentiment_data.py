@@ -18,6 +18,10 @@ writes, from ../shared/corpora:
   each class.
 - `tweets-train.tsv`, `tweets-val.tsv`: the three-class tweets (negative, neutral, positive)
   for the SemEval-2017 classifier, its validation 2,000 tweets held out of train.
+- `mr-lm.txt`, `mr-lm-val.txt`, `mr-base.tsv`, `mr-base-val.tsv`: what a model scored on MR may
+  learn from, since MR is SST's source: the LM text and its validation without any SST-2
+  text, and a labelled mixture of IMDb, Amazon and the tweets (neither SST-2 nor MR) with its
+  validation, for the classifier the MR folds start from (`benchmarks.sentiment_quality`).
 - `counts.json`: what each source gave.
 
 The mixture: no one source may swamp the others, so source s of n_s examples gets a share
@@ -50,6 +54,7 @@ VAL_AMAZON = 100  # a domain
 VAL_TWEETS = 1000  # positive and negative, for the two-class mixture
 VAL_TWEETS3 = 2000  # three classes, for the SemEval classifier
 MIXTURE_SIZE = 200_000
+MR_BASE_SIZE = 100_000
 
 Row = tuple[str, str]
 
@@ -204,6 +209,12 @@ def prepare(corpora: Path, out: Path, size: int = MIXTURE_SIZE, seed: int = 0) -
     lm_texts = [text for text in lm_texts if text not in held_texts]
     rng.shuffle(lm_texts)
 
+    sst_texts = {text for _, text in sst_train + sst_dev + sst_test}
+    mr_base_sources = {
+        name: rows for name, rows in sources.items() if name not in ("sst2", "sst2-phrases", "mr")
+    }
+    mr_base, mr_base_quotas = mix_sources(mr_base_sources, MR_BASE_SIZE * size // MIXTURE_SIZE, seed=seed)
+    mr_base_val = imdb_val + amazon_val + tweets_val
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, object] = {
         "sources": {name: len(rows) for name, rows in sources.items()},
@@ -216,6 +227,11 @@ def prepare(corpora: Path, out: Path, size: int = MIXTURE_SIZE, seed: int = 0) -
         "lm_val": write_lines(out / "lm-val.txt", [text for _, text in val]),
         "tweets_train": write_tsv(out / "tweets-train.tsv", tweets3_train),
         "tweets_val": write_tsv(out / "tweets-val.tsv", tweets3_val),
+        "mr_lm": write_lines(out / "mr-lm.txt", [text for text in lm_texts if text not in sst_texts]),
+        "mr_lm_val": write_lines(out / "mr-lm-val.txt", [text for _, text in mr_base_val]),
+        "mr_base": write_tsv(out / "mr-base.tsv", mr_base),
+        "mr_base_mixture": mr_base_quotas,
+        "mr_base_val": write_tsv(out / "mr-base-val.tsv", mr_base_val),
     }
     (out / "counts.json").write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
     return counts

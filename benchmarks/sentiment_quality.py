@@ -1,14 +1,17 @@
 """MR's 10-fold cross-validation of a classifier recipe.
 
-    python -m benchmarks.sentiment_quality mr-cv --minutes 20 --out runs/mr-cv [-- TRAIN OPTIONS]
+    python -m benchmarks.sentiment_quality mr-cv --minutes 20 --out DIR [--tfidf-extra TSV] [-- OPTIONS]
     python -m benchmarks.sentiment_quality mr-cv-ensemble runs/mr-cv-a runs/mr-cv-b
 
 `mr-cv`: for each fold it trains `lstmtext train-classifier` on the other nine folds
 (their last tenth validates) with the options after `--` and an equal share of the time
 budget, then scores the held-out fold, beside TF-IDF + logistic regression fitted on the same
-rows (C picked on the same validation tenth). MR's labels are its only labels here, and a language
-model a fold starts from must have read no SST text: MR is SST's source, so SST-2 (sentences
-or phrases) would leak the test folds. The side-by-side evaluation of the embedded model is
+rows (C picked on the same validation tenth). Whatever a fold starts from (`--from` a language
+model, or a classifier of other labelled reviews) must have read no SST text and no MR row: MR is
+SST's source, so SST-2 (sentences or phrases) would leak the test folds; `benchmarks.sentiment_data`
+writes such data (`mr-lm.txt`, `mr-base.tsv`). When the folds start from a classifier, `--tfidf-extra`
+names the labelled rows it learned from, and a second TF-IDF model is fitted on them plus each
+fold's rows, so both models see the same labels. The side-by-side evaluation of the embedded model is
 `benchmarks.sentiment_compare`; its data `benchmarks.sentiment_data`.
 """
 
@@ -62,17 +65,25 @@ def fold_accuracy(accuracies: list[float]) -> dict[str, object]:
 
 
 def mr_cv(
-    corpora: Path, out: Path, minutes: float, train_args: list[str], k: int, only: list[int] | None, seed: int
+    corpora: Path,
+    out: Path,
+    minutes: float,
+    train_args: list[str],
+    k: int,
+    only: list[int] | None,
+    seed: int,
+    tfidf_extra: Path | None = None,
 ) -> dict[str, object]:
-    from benchmarks.sentiment_baselines import TfidfBaseline
     from lstmtext.classify import evaluate_classifier
 
     rows = read_tsv(corpora / "mr" / "all.tsv")
+    extra = list(dict.fromkeys(read_tsv(tfidf_extra))) if tfidf_extra else []
     fold_of = folds(rows, k, seed)
     chosen = only if only else list(range(k))
     per_fold_minutes = minutes / len(chosen)
     accuracies: list[float] = []
     tfidf_accuracies: list[float] = []
+    tfidf_extra_accuracies: list[float] = []
     for fold in chosen:
         train = [row for row, f in zip(rows, fold_of, strict=True) if f != fold]
         test = [row for row, f in zip(rows, fold_of, strict=True) if f == fold]
@@ -93,23 +104,33 @@ def mr_cv(
         subprocess.run(command, check=True)
         metrics = evaluate_classifier(run, [out / f"fold{fold}" / "test.tsv"])
         accuracies.append(metrics.accuracy)
-        tfidf = TfidfBaseline.fit(train[cut:], train[:cut]).predict([text for _, text in test])
-        tfidf_accuracies.append(
-            sum(p == label for p, (label, _) in zip(tfidf, test, strict=True)) / len(test)
-        )
         record = {"fold": fold, "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1}
+        tfidf_accuracies.append(tfidf_accuracy(train[cut:], train[:cut], test))
         record["tfidf_accuracy"] = tfidf_accuracies[-1]
+        if extra:
+            tfidf_extra_accuracies.append(tfidf_accuracy(extra + train[cut:], train[:cut], test))
+            record["tfidf_extra_accuracy"] = tfidf_extra_accuracies[-1]
         record |= {"count": metrics.count, "minutes": (time.perf_counter() - started) / 60}
         print(json.dumps(record), flush=True)
     summary: dict[str, object] = {
         "folds": chosen,
         **fold_accuracy(accuracies),
         "tfidf_mean_accuracy": statistics.fmean(tfidf_accuracies),
+        **({"tfidf_extra_mean_accuracy": statistics.fmean(tfidf_extra_accuracies)} if extra else {}),
         "minutes_per_fold": per_fold_minutes,
         "train_args": train_args,
     }
     print(json.dumps(summary), flush=True)
     return summary
+
+
+def tfidf_accuracy(
+    train: Sequence[tuple[str, str]], val: Sequence[tuple[str, str]], test: Sequence[tuple[str, str]]
+) -> float:
+    from benchmarks.sentiment_baselines import TfidfBaseline
+
+    predicted = TfidfBaseline.fit(train, val).predict([text for _, text in test])
+    return sum(p == label for p, (label, _) in zip(predicted, test, strict=True)) / len(test)
 
 
 def mr_cv_ensemble(runs: list[Path], k: int) -> dict[str, object]:
@@ -146,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--folds", type=int, default=10)
     cv.add_argument("--only", type=int, action="append", help="run only this fold (repeatable)")
     cv.add_argument("--seed", type=int, default=0)
+    cv.add_argument(
+        "--tfidf-extra", type=Path, help="labelled rows (TSV) the folds' starting classifier learned from"
+    )
     cv_ensemble = commands.add_parser(
         "mr-cv-ensemble", help="score finished mr-cv runs together, one ensemble per fold"
     )
@@ -157,7 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mr-cv-ensemble":
         mr_cv_ensemble(args.runs, args.folds)
     else:
-        mr_cv(args.corpora, args.out, args.minutes, train_args or MR_RECIPE, args.folds, args.only, args.seed)
+        mr_cv(
+            args.corpora,
+            args.out,
+            args.minutes,
+            train_args or MR_RECIPE,
+            args.folds,
+            args.only,
+            args.seed,
+            args.tfidf_extra,
+        )
     return 0
 
 

@@ -52,3 +52,30 @@ def test_compare_table_has_every_system(tmp_path: Path, monkeypatch: pytest.Monk
     assert record["lstmtext"] == record["tfidf"] == {"accuracy": 1.0, "avg_recall": 1.0}
     table = sentiment_compare.markdown([record])
     assert "| tiny | 6 | 100.00% | 100.00% |" in table
+
+
+def test_mr_cv_starts_each_fold_from_a_classifier_and_fits_tfidf_with_its_rows(
+    tiny_classifier: Path, tiny_reviews: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from benchmarks.sentiment_data import read_tsv
+    from benchmarks.sentiment_quality import mr_cv
+
+    corpora = tmp_path / "corpora"
+    (corpora / "mr").mkdir(parents=True)
+    reviews = read_tsv(tiny_reviews)
+    (corpora / "mr" / "all.tsv").write_bytes(tiny_reviews.read_bytes())
+    out = tmp_path / "cv"
+    quick = ["--from", str(tiny_classifier), "--batch-size", "8", "--max-steps", "4", "--eval-every", "2"]
+
+    summary = mr_cv(corpora, out, 0.5, quick, k=2, only=[1], seed=0, tfidf_extra=tiny_reviews)
+
+    fold = out / "fold1"
+    test, train, val = (read_tsv(fold / f"{name}.tsv") for name in ("test", "train", "val"))
+    assert len(test) == 40 and sorted(test + train + val) == sorted(reviews)
+    assert json.loads((fold / "run" / "config.json").read_text())["classifier"]["start_from"]
+    assert summary["folds"] == [1] and 0.0 <= summary["mean_accuracy"] <= 1.0
+    # the extra rows hold every test review with its label: TF-IDF given them gets the fold right
+    assert summary["tfidf_extra_mean_accuracy"] == 1.0
+    assert summary["tfidf_mean_accuracy"] <= 1.0

@@ -82,3 +82,16 @@ def test_prepare_keeps_test_text_out_and_mixes_every_source(tmp_path: Path) -> N
     tweets3 = read_tsv(out / "tweets-train.tsv")
     assert {label for label, _ in tweets3} == {"negative", "neutral", "positive"}
     assert not {text for _, text in tweets3} & {text for _, text in read_tsv(out / "tweets-val.tsv")}
+    # what an MR run may learn from: no SST-2 text (MR is its source) and no MR row
+    mr_lm = (out / "mr-lm.txt").read_text(encoding="utf-8").splitlines()
+    assert not any(t.startswith("sst") for t in mr_lm) and set(mr_lm) == {
+        t for t in lm if not t.startswith("sst")
+    }
+    mr_base = read_tsv(out / "mr-base.tsv")
+    assert set(Counter(text.split()[0] for _, text in mr_base)) == {"imdb", "tweet", *AMAZON_DOMAINS}
+    assert len(mr_base) == sum(counts["mr_base_mixture"].values())
+    assert abs(len(mr_base) - 2500) <= 6  # half the mixture's size, each quota rounded
+    mr_base_val = read_tsv(out / "mr-base-val.tsv")
+    assert mr_base_val == [row for row in val if not row[1].startswith("the cast")]
+    assert (out / "mr-lm-val.txt").read_text(encoding="utf-8").splitlines() == [t for _, t in mr_base_val]
+    assert not {text for _, text in mr_base_val} & {text for _, text in mr_base}
