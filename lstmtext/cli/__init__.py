@@ -19,7 +19,7 @@ import typer.main
 try:  # typer >= 0.22 ships its own copy of click
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older typer on real click
-    from click import ClickException
+    from click import ClickException  # type: ignore[assignment]
 
 from lstmtext import __version__
 from lstmtext.cli import commands
