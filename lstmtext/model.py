@@ -170,7 +170,7 @@ class LanguageModel(nn.Module):
         state: State | None = None,
         targets: Tensor | None = None,
         penalty: ActivationPenalty | None = None,
-    ) -> tuple[Tensor, ...]:
+    ) -> tuple[Tensor, State] | tuple[Tensor, State, Tensor]:
         """logits (B, T, V) and state; with `targets` (B, T), the fp32 -log P of each target
         (B, T) instead of logits; with `penalty` as well, (nll, state, AR/TAR penalty scalar).
 

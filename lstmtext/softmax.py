@@ -24,6 +24,8 @@ from torch import Tensor, nn
 
 
 class TwoLevelSoftmax(nn.Module):
+    frequency_order: Tensor  # a buffer: nn.Module's attribute lookup alone would type it Tensor | Module
+
     def __init__(self, hidden_size: int, vocab_size: int, cutoff: int) -> None:
         super().__init__()
         if not 1 <= cutoff < vocab_size:

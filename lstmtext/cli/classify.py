@@ -116,6 +116,8 @@ def classify(
         )
     documents = list(read_documents(files, lines=lines))
     if explain:
+        if isinstance(predictor, Ensemble):  # gradients, and the headline's temperature, are one model's
+            raise ConfigError("explanations are of one classifier; give --model once")
         _explain(predictor, documents, steps, min_confidence, as_json, html)
         return
     predictions = predictor.predict([d.text for d in documents])
@@ -151,7 +153,7 @@ def _record(name: str, prediction: Prediction | Explanation, min_confidence: flo
 
 
 def _explain(
-    predictor: Predictor | Ensemble,
+    predictor: Predictor,
     documents: list[Document],
     steps: int | None,
     min_confidence: float,

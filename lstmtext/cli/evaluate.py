@@ -106,7 +106,7 @@ def evaluate(
     dynamic = DynamicEvaluation(dynamic_lr, dynamic_decay) if dynamic_lr else None
     if dynamic is None and dynamic_decay:
         raise ConfigError("--dynamic-decay needs --dynamic-lr")
-    metrics = evaluate_language_model(
+    lm_metrics = evaluate_language_model(
         model,
         data,
         batch_size=batch_size,
@@ -115,10 +115,10 @@ def evaluate(
         dynamic=dynamic,
     )
     if as_json:
-        typer.echo(json.dumps(metrics.__dict__))
+        typer.echo(json.dumps(lm_metrics.__dict__))
         return
     typer.echo(
-        f"loss {metrics.loss:.4f} nats/token  perplexity {metrics.perplexity:.2f}  "
-        f"bits/token {metrics.bits_per_token:.4f}  bits/byte {metrics.bits_per_byte:.4f}  "
-        f"({metrics.tokens} tokens, {metrics.bytes} bytes)"
+        f"loss {lm_metrics.loss:.4f} nats/token  perplexity {lm_metrics.perplexity:.2f}  "
+        f"bits/token {lm_metrics.bits_per_token:.4f}  bits/byte {lm_metrics.bits_per_byte:.4f}  "
+        f"({lm_metrics.tokens} tokens, {lm_metrics.bytes} bytes)"
     )
