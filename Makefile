@@ -18,6 +18,7 @@ test: install
 lint:
 	ruff check lstmtext corpora tests benchmarks examples
 	ruff format --check lstmtext corpora tests benchmarks examples
+	mypy lstmtext
 
 typecheck:
 	mypy lstmtext
