@@ -194,6 +194,32 @@ def temperature_result(logits: np.ndarray, targets: np.ndarray) -> CalibrationRe
     )
 
 
+# Fewer held-out texts than this cannot pin T down: one or two texts give the search's bound.
+MIN_CALIBRATION_TEXTS = 20
+
+
+def check_fit(result: CalibrationResult) -> None:
+    """Refuse a temperature the data cannot support, before anything is written: the stored
+    temperature is worth more than a fit on too few texts, on texts all classified right, or
+    at the edge of the search (a model sure of everything, or of nothing)."""
+    keep = "; the stored temperature is kept"
+    if result.count < MIN_CALIBRATION_TEXTS:
+        raise DataError(
+            f"calibration needs at least {MIN_CALIBRATION_TEXTS} held-out texts, got {result.count}{keep}"
+        )
+    if result.errors == 0:
+        raise DataError(
+            f"the model gets all {result.count} texts right, which cannot tell how over-confident it is: "
+            f"calibrate on held-out data with some mistakes{keep}"
+        )
+    low, high = (math.exp(bound) for bound in LOG_T_RANGE)
+    if not low * 1.01 < result.temperature < high / 1.01:
+        raise DataError(
+            f"the fitted temperature {result.temperature:.3g} is at the limit of the search "
+            f"[{low:.3g}, {high:.3g}]: the data does not determine it{keep}"
+        )
+
+
 def calibrate(
     checkpoint_dir: Path | str,
     val_files: Sequence[str | Path],
@@ -220,6 +246,7 @@ def calibrate(
     index = {label: i for i, label in enumerate(predictor.labels)}
     targets = np.asarray([index[label] for label in data.labels], dtype=np.int64)
     result = temperature_result(predictor.logits(data.texts), targets)
+    check_fit(result)
     config = ckpt.read_config(directory)  # re-read: write back exactly what is there, plus T
     atomic_write_text(
         directory / ckpt.CONFIG, dataclasses.replace(config, temperature=result.temperature).to_json()

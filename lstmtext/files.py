@@ -31,6 +31,27 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_output(path: Path, data: bytes) -> None:
+    """Write a file the user named (--html, --png) without replacing what the path is.
+
+    A symlink keeps pointing where it did (its target is written, atomically); a device or a
+    FIFO (/dev/null, /dev/stdout) is written into, as any program writing a file would; a
+    regular file is replaced atomically. A failure names the user's path, never our temp file.
+    """
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if target.exists() and not target.is_file():
+            with open(target, "wb") as handle:
+                handle.write(data)
+            return
+        atomic_write_bytes(target, data)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
+
+
 def os_error_text(error: OSError) -> str:
     """A short reason for a failed write: "No space left on device", not the list of
     (source, destination, reason) tuples that shutil.copytree raises, one per file."""

@@ -74,12 +74,64 @@ def claim_run_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> Iter
                         f"--out {out_dir} already holds files ({shown}): continue that run with "
                         "--resume, pass --overwrite to replace it, or pick another --out"
                     )
+                if held:
+                    check_is_run(out_dir)
             yield RunDirectory(out_dir, overwrite=overwrite and not resume)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
                 out_dir.rmdir()  # only succeeds when nothing was written
         raise
+
+
+def check_is_run(out_dir: Path) -> None:
+    """Refuse to clear a folder whose files of our names are not an lstmtext run's:
+    --overwrite must never delete a user's own config.json or checkpoints/ that merely share
+    our names. Files of other names are never touched, so they do not matter here."""
+    ours = [
+        out_dir / name for name in RUN_ENTRIES if (out_dir / name).exists() or (out_dir / name).is_symlink()
+    ]
+    if not ours:
+        return
+    strangers = []
+    config = out_dir / CONFIG
+    if config.is_symlink() or (config.exists() and not _is_lstmtext_config(config)):
+        strangers.append(f"{CONFIG} is not an lstmtext config")
+    checkpoints = out_dir / CHECKPOINTS
+    if checkpoints.is_symlink() or (checkpoints.exists() and not checkpoints.is_dir()):
+        strangers.append(f"{CHECKPOINTS} is not a run's")
+    elif checkpoints.is_dir():
+        strangers += [
+            f"{CHECKPOINTS}/{entry.name} is not a checkpoint"
+            for entry in sorted(checkpoints.iterdir())
+            if not _is_checkpoint_entry(entry)
+        ]
+    if not strangers and not (config.is_file() or (checkpoints / "last").is_dir()):
+        strangers.append(f"no {CONFIG} of a run beside {', '.join(sorted(p.name for p in ours))}")
+    if strangers:
+        shown = "; ".join(strangers[:3]) + ("; ..." if len(strangers) > 3 else "")
+        raise CheckpointError(
+            f"--out {out_dir} does not hold an lstmtext run ({shown}): --overwrite replaces only "
+            "a run's files, so nothing was removed; pick another --out"
+        )
+
+
+def _is_lstmtext_config(path: Path) -> bool:
+    try:
+        if path.stat().st_size > 1 << 20:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(data, dict) and "format_version" in data and isinstance(data.get("model"), dict)
+
+
+def _is_checkpoint_entry(entry: Path) -> bool:
+    """What write_last and its staging leave in checkpoints/: last, step-N, hidden staging."""
+    name = entry.name
+    if entry.is_symlink() or not entry.is_dir():
+        return name.startswith(".") and name.endswith(".tmp")
+    return name == "last" or name.startswith((".last", "step-")) or name.endswith(".partial")
 
 
 def clear_run(out_dir: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from lstmtext.checkpoint_average import write_average
+from lstmtext.cli.options import output_folder
 
 
 def average(
@@ -15,7 +16,9 @@ def average(
         list[Path],
         typer.Argument(help="Checkpoint folders of one model, e.g. a run and its checkpoints/step-N."),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="New checkpoint folder for the average.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", parser=output_folder, help="New checkpoint folder for the average.")
+    ],
 ) -> None:
     """Average the weights of checkpoints of one model (e.g. the best and the last steps of a run)."""
     averaged = write_average(out, models)

@@ -49,12 +49,6 @@ def calibrate(
         seed=seed,
         device=device,
     )
-    if result.errors == 0:
-        typer.echo(
-            f"lstmtext: note: the model gets all {result.count} texts right, which cannot tell how "
-            "over-confident it is; the temperature stays 1",
-            err=True,
-        )
     typer.echo(
         f"temperature {result.temperature:.4f} on {result.count} texts: NLL {result.nll_before:.4f} -> "
         f"{result.nll_after:.4f}, ECE {result.ece_before:.4f} -> {result.ece_after:.4f}; "

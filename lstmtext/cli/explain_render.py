@@ -18,7 +18,7 @@ from rich.text import Text
 
 from lstmtext.cli.inspect_render import NEWLINE_MARK
 from lstmtext.explain import BASELINE, Explanation
-from lstmtext.files import atomic_write_text
+from lstmtext.files import write_output
 
 GREEN = (76, 175, 80)
 RED = (239, 83, 80)  # inspect's red, so the two pages read alike
@@ -233,4 +233,4 @@ def html_page(items: Sequence[tuple[str, str, Explanation]]) -> str:
 
 
 def write_html(path: Path, items: Sequence[tuple[str, str, Explanation]]) -> None:
-    atomic_write_text(Path(path), html_page(items))
+    write_output(Path(path), html_page(items).encode("utf-8"))

@@ -7,12 +7,16 @@ from typing import Annotated
 
 import typer
 
+from lstmtext.cli.options import output_folder
 from lstmtext.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model
 
 
 def export(
     out: Annotated[
-        Path, typer.Argument(help="Output folder: model.onnx or model.pt2, tokenizer.json, export.json.")
+        Path,
+        typer.Argument(
+            parser=output_folder, help="Output folder: model.onnx or model.pt2, tokenizer.json, export.json."
+        ),
     ],
     model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory (a run or a model).")],
     file_format: Annotated[

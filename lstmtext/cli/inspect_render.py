@@ -18,7 +18,7 @@ from rich.text import Text
 from torch import Tensor
 
 from lstmtext.errors import LstmTextError
-from lstmtext.files import atomic_write_bytes, atomic_write_text
+from lstmtext.files import write_output
 from lstmtext.inspection import (
     SIGMOID_GATES,
     GateSaturation,
@@ -251,7 +251,7 @@ def html_page(inspection: Inspection, series: list[Series], selected: int = 0, s
 def write_html(
     path: Path, inspection: Inspection, series: list[Series], selected: int = 0, subtitle: str = ""
 ) -> None:
-    atomic_write_text(Path(path), html_page(inspection, series, selected, subtitle))
+    write_output(Path(path), html_page(inspection, series, selected, subtitle).encode("utf-8"))
 
 
 # ---- PNG
@@ -366,4 +366,4 @@ def write_png(
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    write_output(Path(path), buffer.getvalue())

@@ -125,8 +125,20 @@ Ema = Annotated[
 
 # ---- run
 
+
+def output_folder(value: str) -> Path:
+    """--out as given: an empty value (an unset shell variable in quotes) would become Path('.'),
+    the current folder, so it is refused rather than written into or cleared."""
+    if not value.strip():
+        raise typer.BadParameter("is empty (an unset variable?): name a folder")
+    return Path(value)
+
+
 Out = Annotated[
-    Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics).", rich_help_panel=RUN)
+    Path,
+    typer.Option(
+        "--out", "-o", parser=output_folder, help="Run directory (checkpoints, metrics).", rich_help_panel=RUN
+    ),
 ]
 MaxSteps = Annotated[int | None, typer.Option(help="Stop after this many steps.", rich_help_panel=RUN)]
 MaxTime = Annotated[float | None, typer.Option(help="Stop after this many minutes.", rich_help_panel=RUN)]

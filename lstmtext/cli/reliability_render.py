@@ -10,7 +10,7 @@ from rich.table import Table
 
 from lstmtext.calibration import Reliability
 from lstmtext.errors import LstmTextError
-from lstmtext.files import atomic_write_bytes
+from lstmtext.files import write_output
 
 
 def reliability_table(reliability: Reliability) -> Table:
@@ -86,4 +86,4 @@ def write_png(path: Path, reliability: Reliability, title: str = "") -> None:
     bottom.set_ylabel("share of texts")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    write_output(Path(path), buffer.getvalue())

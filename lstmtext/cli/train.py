@@ -47,6 +47,7 @@ from lstmtext.cli.options import (
     Warmup,
     WeightDecay,
     WeightDrop,
+    output_folder,
     stop_on_signals,
 )
 from lstmtext.cli.relaunch import command_line, run_under_torchrun
@@ -79,7 +80,14 @@ def train(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics).", rich_help_panel=RUN)
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            parser=output_folder,
+            help="Run directory (checkpoints, metrics).",
+            rich_help_panel=RUN,
+        ),
     ] = Path("runs/lm"),
     level: LevelOption = Level.char,
     vocab_size: VocabSize = 8000,

@@ -56,6 +56,7 @@ from lstmtext.cli.options import (
     Warmup,
     WeightDecay,
     WeightDrop,
+    output_folder,
     stop_on_signals,
 )
 from lstmtext.config import Level, Optimizer, Precision, Schedule, TokenizerConfig, TrainConfig
@@ -79,7 +80,10 @@ def train_classifier(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Run directory (model, metrics).", rich_help_panel=RUN)
+        Path,
+        typer.Option(
+            "--out", "-o", parser=output_folder, help="Run directory (model, metrics).", rich_help_panel=RUN
+        ),
     ] = Path("runs/classifier"),
     start_from: StartFrom = None,
     unfreeze: Unfreeze = 0,
