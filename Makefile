@@ -16,8 +16,8 @@ test: install
 	$(PYTHON) -m pytest -q
 
 lint:
-	ruff check lstmtext corpora tests benchmarks examples
-	ruff format --check lstmtext corpora tests benchmarks examples
+	ruff check lstmtext corpora tests benchmarks recipes examples
+	ruff format --check lstmtext corpora tests benchmarks recipes examples
 	mypy lstmtext
 
 typecheck:
@@ -38,13 +38,13 @@ pretrained: install
 	$(PYTHON) -m lstmtext.pretrained.build runs/shakespeare lstmtext/pretrained/shakespeare
 
 # The embedded sentiment model (lstmtext/pretrained/sentiment) from ../shared/corpora, ULMFiT's route on two
-# cores, then distillation: the data (benchmarks/sentiment_data.py), a review language model on all the
+# cores, then distillation: the data (recipes/sentiment_data.py), a review language model on all the
 # unlabelled review and opinion text (90 minutes), a classifier from it on the labelled mixture of every
 # source (20 minutes, one thread), then that classifier taught by a 3 x 1024 teacher through its answers in
-# benchmarks/teacher, on the mixture plus the LM's texts under the teacher's verdict (30 minutes), then fp16
+# recipes/teacher, on the mixture plus the LM's texts under the teacher's verdict (30 minutes), then fp16
 # weights and a temperature fitted on the validation mix. `make sentiment-teacher` remakes the answers.
 pretrained-sentiment: install
-	$(PYTHON) -m benchmarks.sentiment_data --out runs/sentiment-data
+	$(PYTHON) -m recipes.sentiment_data --out runs/sentiment-data
 	lstmtext train runs/sentiment-data/lm.txt --val runs/sentiment-data/lm-val.txt --out runs/review-lm --overwrite \
 		--level bpe --vocab-size 12000 --embed 128 --hidden 256 --layers 1 --dropout 0.1 --embed-dropout 0.05 \
 		--softmax-cutoff 2000 --batch-size 64 --seq-len 70 --optimizer adam --lr 3e-3 --schedule cosine \
@@ -53,7 +53,7 @@ pretrained-sentiment: install
 		--from runs/review-lm --out runs/sentiment --overwrite --dropout 0.4 --embed-dropout 0.1 --batch-size 64 \
 		--optimizer adamw --lr 3e-3 --weight-decay 0.01 --schedule cosine --warmup 100 --max-tokens 400 \
 		--eval-every 500 --patience 0 --max-time 20 --threads 1 --random-state 1
-	$(PYTHON) -m benchmarks.distill_data write --out runs/distill
+	$(PYTHON) -m recipes.distill_data write --out runs/distill
 	lstmtext train-classifier runs/distill/train.tsv --val runs/sentiment-data/val.tsv --from runs/sentiment \
 		--teacher runs/distill/answers.jsonl --teacher-weight 0.9 --out runs/sentiment-student --overwrite \
 		--dropout 0.4 --embed-dropout 0.1 --batch-size 64 --optimizer adamw --lr 1e-3 --weight-decay 0.01 \
@@ -63,12 +63,12 @@ pretrained-sentiment: install
 		--calibrate runs/sentiment-data/val.tsv
 
 # On a CUDA GPU (one H200: 4.5 minutes of training): the teacher, a 3 x 1024 review LM and classifier
-# (benchmarks/sentiment_teacher.sh), and its answers on every text in benchmarks/teacher. It uses the
+# (recipes/sentiment_teacher.sh), and its answers on every text in recipes/teacher. It uses the
 # machine's own CUDA build of torch (with typer, rich, tokenizers, safetensors), so it installs nothing.
 sentiment-teacher:
-	$(PYTHON) -m benchmarks.sentiment_data --out runs/sentiment-data
-	PYTHON=$(PYTHON) bash benchmarks/sentiment_teacher.sh runs/sentiment-data runs runs/sentiment lm teacher
-	$(PYTHON) -m benchmarks.distill_data answer runs/teacher
+	$(PYTHON) -m recipes.sentiment_data --out runs/sentiment-data
+	PYTHON=$(PYTHON) bash recipes/sentiment_teacher.sh runs/sentiment-data runs runs/sentiment lm teacher
+	$(PYTHON) -m recipes.distill_data answer runs/teacher
 
 # The sentiment figures no embedded model can give (about 125 minutes on two cores): MR's 10-fold
 # cross-validation, from a review LM and a classifier of IMDb, Amazon and tweets that read no SST-2
@@ -76,7 +76,7 @@ sentiment-teacher:
 MR_CLASSIFIER := --dropout 0.4 --embed-dropout 0.1 --optimizer adamw --weight-decay 0.01 --schedule cosine \
 	--patience 0 --threads 2
 sentiment-checks: install
-	$(PYTHON) -m benchmarks.sentiment_data --out runs/sentiment-data
+	$(PYTHON) -m recipes.sentiment_data --out runs/sentiment-data
 	lstmtext train runs/sentiment-data/mr-lm.txt --val runs/sentiment-data/mr-lm-val.txt --out runs/mr/lm --overwrite \
 		--level bpe --vocab-size 12000 --embed 128 --hidden 256 --layers 1 --dropout 0.1 --embed-dropout 0.05 \
 		--softmax-cutoff 2000 --batch-size 64 --seq-len 70 --optimizer adam --lr 3e-3 --schedule cosine \

@@ -5,7 +5,7 @@
 1. Temperature scaling: T fitted (from the raw logits, whatever T the checkpoint stores) on
    validation data that is neither test set: by default the recipe's held-out validation
    file runs/sentiment-data/val.tsv when it is there (SST-2 dev, 500 IMDb train reviews,
-   Amazon reviews and tweets held out of training; `python -m benchmarks.sentiment_data`),
+   Amazon reviews and tweets held out of training; `python -m recipes.sentiment_data`),
    else SST-2 dev + a fixed random 1,000 of IMDb train. Expected calibration error (15
    equal-width bins) on SST-2 test and on a fixed random sample of IMDb test (seed 0),
    before (T = 1) and after (the fitted T), fp32.
@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from benchmarks import cpu_model, result
-from lstmtext.calibration import fit_temperature, read_validation, reliability, softmax
-from lstmtext.classify import Predictor, length_buckets, pad_batch
-from lstmtext.explain import explain
-from lstmtext.labelled import read_labelled
+from lstmtext.classifier.calibration import fit_temperature, read_validation, reliability, softmax
+from lstmtext.classifier.explain import explain
+from lstmtext.classifier.predict import Predictor, length_buckets, pad_batch
+from lstmtext.data.labelled import read_labelled
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 
 from benchmarks import Interleaved, cpu_model, result, synthetic_text
-from lstmtext.classify import Predictor, encode_texts
+from lstmtext.classifier.predict import Predictor, encode_texts
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
+from lstmtext.core.model import Classifier
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.device import cpu_has_fast_bf16
-from lstmtext.model import Classifier
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
-from lstmtext.tokenizer import TextTokenizer
 
 IMDB_TEST = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "imdb" / "test.tsv"
 TARGET = 500.0  # reviews per second in fp32 on two cores

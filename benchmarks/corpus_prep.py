@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import result, synthetic_text
-from lstmtext.bigcorpus import TOKENIZER_SAMPLE_BYTES, read_sample
 from lstmtext.config import TokenizerConfig
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.data.bigcorpus import TOKENIZER_SAMPLE_BYTES, read_sample
+from lstmtext.data.tokenizer import TextTokenizer
 
 FULL_BYTES = 2 * 1000**3
 QUICK_BYTES = 100 * 1000**2
@@ -58,8 +58,8 @@ else:
 _PREPARE = """
 import json, sys, time
 from pathlib import Path
-from lstmtext.corpus import cached_ids
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.data.corpus import cached_ids
+from lstmtext.data.tokenizer import TextTokenizer
 corpus, tokenizer_path, cache_dir, report = sys.argv[1:5]
 tokenizer = TextTokenizer.load(Path(tokenizer_path))
 def in_memory():
@@ -76,7 +76,7 @@ baseline = (before + in_memory()) / 2
 Path(report).write_text(json.dumps({"seconds": elapsed, "tokens": len(ids), "baseline_mb_s": baseline}))
 """
 
-_IMPORTS_ONLY = "import torch, lstmtext.corpus, lstmtext.tokenizer, lstmtext.train"
+_IMPORTS_ONLY = "import torch, lstmtext.data.corpus, lstmtext.data.tokenizer, lstmtext.training.loop"
 
 
 def write_corpus(path: Path, num_bytes: int) -> None:

@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from lstmtext.run_directory import read_metrics
+from lstmtext.runs.run_directory import read_metrics
 
 
 def evaluations(run_dir: Path) -> list[dict[str, float]]:

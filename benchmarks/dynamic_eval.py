@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmtext.checkpoint import load_checkpoint
-from lstmtext.corpus import TokenStream, read_text
-from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_loss
-from lstmtext.lm_task import evaluate_stream
-from lstmtext.model import LanguageModel
+from lstmtext.core.model import LanguageModel
+from lstmtext.data.corpus import TokenStream, read_text
+from lstmtext.lm.dynamic_eval import DynamicEvaluation, dynamic_loss
+from lstmtext.lm.task import evaluate_stream
+from lstmtext.runs.checkpoint import load_checkpoint
 
 
 def floats(text: str) -> list[float]:

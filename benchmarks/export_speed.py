@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from benchmarks import Interleaved, cpu_model, result, synthetic_text
-from lstmtext import checkpoint as ckpt
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
-from lstmtext.export import ExportOptions, export_model
-from lstmtext.model import LanguageModel
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.core.model import LanguageModel
+from lstmtext.data.tokenizer import TextTokenizer
+from lstmtext.runs import checkpoint as ckpt
+from lstmtext.runs.export import ExportOptions, export_model
 
 CHUNK = 256
 PROMPT_ROWS = 8

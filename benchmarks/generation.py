@@ -32,10 +32,10 @@ import torch
 
 from benchmarks import Interleaved, result
 from lstmtext.config import ModelConfig
+from lstmtext.core.inference import InferenceStep, bf16_available
+from lstmtext.core.model import LanguageModel, State
 from lstmtext.errors import LstmTextError
-from lstmtext.inference import InferenceStep, bf16_available
-from lstmtext.model import LanguageModel, State
-from lstmtext.sample import sample_next
+from lstmtext.lm.sample import sample_next
 
 VOCAB, EMBED, HIDDEN, LAYERS = 324, 128, 512, 2
 HELD_OUT_CHARS = 5000
@@ -248,7 +248,7 @@ def step_loss(step: InferenceStep, ids: torch.Tensor) -> float:
 
 def loss_rows(model_dir: Path, text: str, chars: int = HELD_OUT_CHARS) -> list[dict[str, Any]]:
     """The fp32 step against the core, and the bf16 step against the fp32 one, on held-out text."""
-    from lstmtext.checkpoint import load_checkpoint
+    from lstmtext.runs.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(model_dir, task="lm")
     model = checkpoint.model

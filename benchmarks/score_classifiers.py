@@ -19,13 +19,13 @@ from pathlib import Path
 
 from benchmarks.sentiment_baselines import scores
 from benchmarks.sentiment_compare import public_test_sets
-from benchmarks.sentiment_data import CORPORA, read_tsv
+from recipes.sentiment_data import CORPORA, read_tsv
 
 
 def score(
     model: Path, sets: list[tuple[str, list[tuple[str, str]]]], device: str
 ) -> dict[str, dict[str, float]]:
-    from lstmtext.classify import Predictor
+    from lstmtext.classifier.predict import Predictor
 
     predictor = Predictor.load(model, device=device)
     results = {}

@@ -5,7 +5,7 @@
 
 `evaluate` (the default) scores, in one run, the classifier (default: the embedded model),
 a TF-IDF + logistic regression model trained on the same labelled rows (`train.tsv` of
-`python -m benchmarks.sentiment_data`, each row once; C picked on its `val.tsv`) and VADER
+`python -m recipes.sentiment_data`, each row once; C picked on its `val.tsv`) and VADER
 on SST-2 test, IMDb test, each Amazon domain's test file, the positive and negative rows of
 the tweets' test file (SemEval-2017) and corpora/samples/crossdomain_reviews.tsv. With
 `--tweets-model`, also the three-class SemEval-2017 test: that classifier, TF-IDF trained
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks import cpu_model, split_at_dashes
 from benchmarks.sentiment_baselines import TfidfBaseline, scores, vader_predict
-from benchmarks.sentiment_data import AMAZON_DOMAINS, CORPORA, read_tsv, write_tsv
+from recipes.sentiment_data import AMAZON_DOMAINS, CORPORA, read_tsv, write_tsv
 
 REPO = Path(__file__).resolve().parents[1]
 CROSS_DOMAIN = REPO / "corpora" / "samples" / "crossdomain_reviews.tsv"
@@ -51,7 +51,7 @@ def public_test_sets(corpora: Path) -> list[tuple[str, list[Row]]]:
 
 
 def classifier_predict(models: Sequence[Path], texts: Sequence[str], precision: str = "auto") -> list[str]:
-    from lstmtext.classify import load_predictor
+    from lstmtext.classifier.predict import load_predictor
 
     predictor = load_predictor(list(models), precision=precision)
     probabilities = predictor.probabilities(list(texts))
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0, help="amazon-transfer: training time a domain")
     args = parser.parse_args(argv)
     if not (args.data / "train.tsv").exists():
-        from benchmarks.sentiment_data import prepare
+        from recipes.sentiment_data import prepare
 
         prepare(args.corpora, args.data)
     print(f"CPU: {cpu_model()}", file=sys.stderr)

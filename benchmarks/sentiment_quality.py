@@ -8,11 +8,11 @@
 budget, then scores the held-out fold, beside TF-IDF + logistic regression fitted on the same
 rows (C picked on the same validation tenth). Whatever a fold starts from (`--from` a language
 model, or a classifier of other labelled reviews) must have read no SST text and no MR row: MR is
-SST's source, so SST-2 (sentences or phrases) would leak the test folds; `benchmarks.sentiment_data`
+SST's source, so SST-2 (sentences or phrases) would leak the test folds; `recipes.sentiment_data`
 writes such data (`mr-lm.txt`, `mr-base.tsv`). When the folds start from a classifier, `--tfidf-extra`
 names the labelled rows it learned from, and a second TF-IDF model is fitted on them plus each
 fold's rows, so both models see the same labels. The side-by-side evaluation of the embedded model is
-`benchmarks.sentiment_compare`; its data `benchmarks.sentiment_data`.
+`benchmarks.sentiment_compare`; its data `recipes.sentiment_data`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import cpu_model, split_at_dashes
-from benchmarks.sentiment_data import read_tsv, write_tsv
+from recipes.sentiment_data import read_tsv, write_tsv
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -74,7 +74,7 @@ def mr_cv(
     seed: int,
     tfidf_extra: Path | None = None,
 ) -> dict[str, object]:
-    from lstmtext.classify import evaluate_classifier
+    from lstmtext.classifier.predict import evaluate_classifier
 
     rows = read_tsv(corpora / "mr" / "all.tsv")
     extra = read_tsv(tfidf_extra) if tfidf_extra else []  # TfidfBaseline.fit counts a repeated row once
@@ -139,7 +139,7 @@ def mr_cv_ensemble(runs: list[Path], k: int) -> dict[str, object]:
     The runs must have dealt the same folds (the same --seed): each fold's test file is
     compared before it is scored.
     """
-    from lstmtext.classify import evaluate_classifier
+    from lstmtext.classifier.predict import evaluate_classifier
 
     accuracies: list[float] = []
     for fold in range(k):

@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks import Interleaved, result, synthetic_text
 from lstmtext.config import TokenizerConfig
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.data.tokenizer import TextTokenizer
 
 
 def base_text() -> str:

@@ -32,10 +32,10 @@ from torch import nn
 
 from benchmarks import Interleaved, result, seconds_per_step, synthetic_text
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
-from lstmtext.corpus import TokenStream, split_ids
-from lstmtext.lm_task import evaluate_stream, language_model_trainer
-from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer
+from lstmtext.data.corpus import TokenStream, split_ids
+from lstmtext.data.tokenizer import TextTokenizer
+from lstmtext.lm.task import evaluate_stream, language_model_trainer
+from lstmtext.training.loop import Trainer
 
 BATCH_SIZE, SEQ_LEN = 64, 100
 EMBEDDING, HIDDEN, LAYERS, DROPOUT = 128, 512, 2, 0.2
@@ -200,7 +200,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         for p in precisions:
             variants[f"lstmtext {p}"] = Variant(real[p].segment)
             variants[f"bare {p}"] = Variant(bare[p].segment)
-        # AWD-LSTM's regularisers run the core layer by layer (lstmtext.regularisation):
+        # AWD-LSTM's regularisers run the core layer by layer (lstmtext.core.regularisation):
         # what that costs against the one multi-layer call, in the fastest precision.
         fastest = precisions[-1]
         awd = RealLoop(tokenizer, train_ids, fastest, Path(tmp) / "awd", locked_dropout=True, weight_drop=0.5)

@@ -22,10 +22,10 @@ import torch
 from benchmarks import Interleaved, result
 from benchmarks.training import SegmentedTrainer, Variant, segment_run_config
 from lstmtext.config import TokenizerConfig
-from lstmtext.corpus import TokenStream, split_ids
+from lstmtext.data.corpus import TokenStream, split_ids
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.device import cpu_has_fast_bf16
-from lstmtext.lm_task import evaluate_stream, language_model_trainer
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.lm.task import evaluate_stream, language_model_trainer
 
 BATCH_SIZE, SEQ_LEN, SIZE, VOCAB, CUTOFF = 32, 35, 650, 10_000, 1000
 TOKENS_PER_STEP = BATCH_SIZE * SEQ_LEN

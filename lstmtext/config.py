@@ -117,7 +117,8 @@ class ModelConfig:
     locked_dropout: bool = False  # one dropout mask per sequence, shared by its time steps
     weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden matrices (AWD-LSTM)
     tie_weights: bool = False  # LM head shares the embedding matrix (needs embedding_dim == hidden_size)
-    softmax_cutoff: int = 0  # > 0: two-level softmax, this many most frequent tokens first (lstmtext.softmax)
+    # > 0: two-level softmax, this many most frequent tokens first (lstmtext.core.softmax)
+    softmax_cutoff: int = 0
     task: str = "lm"
     num_classes: int = 0  # classify only
 

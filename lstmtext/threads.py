@@ -6,7 +6,7 @@ recurrence on small work: each time step is one matrix product, so a second thre
 hand-off per step and, when the other core is busy, waits for it. One review, or a few,
 runs on one thread; a batch of 64 or more reviews at H 256 is worth both cores on an idle
 machine (`python -m benchmarks.classification`: BENCHMARKS.md). A pass forward and back (the
-gradients of lstmtext.explain) counts three times the work of the forward alone.
+gradients of lstmtext.classifier.explain) counts three times the work of the forward alone.
 """
 
 from __future__ import annotations

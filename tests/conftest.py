@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from lstmtext.config import ModelConfig
-    from lstmtext.tokenizer import TextTokenizer
+    from lstmtext.data.tokenizer import TextTokenizer
 
 SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
@@ -188,7 +188,7 @@ def tiny_classifier(tiny_reviews: Path) -> Path:
 def tiny_tokenizer(level: str = "char", text: str = TINY_TEXT) -> TextTokenizer:
     """The tokenizer `lstmtext train --level LEVEL` makes of `text`; of TINY_TEXT, the tiny runs' own."""
     from lstmtext.config import TokenizerConfig
-    from lstmtext.tokenizer import TextTokenizer
+    from lstmtext.data.tokenizer import TextTokenizer
 
     return TextTokenizer.train([text], TokenizerConfig(level))
 
@@ -209,9 +209,9 @@ def random_checkpoint(
     """
     import torch
 
-    from lstmtext.checkpoint import write_model_files
     from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
-    from lstmtext.model import build_model
+    from lstmtext.core.model import build_model
+    from lstmtext.runs.checkpoint import write_model_files
 
     tokenizer = tokenizer or tiny_tokenizer()
     if isinstance(model, ModelConfig):
@@ -241,7 +241,7 @@ def train_whole_and_split(config, shape, root: Path, stop_after: int = 13) -> tu
     import threading
 
     from lstmtext.config import TokenizerConfig
-    from lstmtext.language_model import train_language_model
+    from lstmtext.lm.api import train_language_model
 
     corpus = root / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmtext.calibration import (
+from lstmtext.classifier.calibration import (
     UNCERTAIN,
     calibrate,
     fit_temperature,
@@ -18,9 +18,9 @@ from lstmtext.calibration import (
     reliability,
     softmax,
 )
-from lstmtext.checkpoint import read_config
-from lstmtext.classify import Predictor
+from lstmtext.classifier.predict import Predictor
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
+from lstmtext.runs.checkpoint import read_config
 
 from .conftest import TINY_CLASSIFIER_ARGS
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstmtext.cell import lstm_cell, run_lstm
 from lstmtext.config import ModelConfig
-from lstmtext.model import Dropout, LanguageModel, LSTMCore
+from lstmtext.core.cell import lstm_cell, run_lstm
+from lstmtext.core.model import Dropout, LanguageModel, LSTMCore
 
 TOLERANCE = 1e-5
 

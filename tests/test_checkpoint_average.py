@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmtext.checkpoint import load_checkpoint, read_config
-from lstmtext.checkpoint_average import average_checkpoints
 from lstmtext.errors import CheckpointError
+from lstmtext.runs.average import average_checkpoints
+from lstmtext.runs.checkpoint import load_checkpoint, read_config
 
 from .conftest import TINY_TEXT, random_checkpoint, tiny_tokenizer
 

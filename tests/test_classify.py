@@ -13,9 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmtext.checkpoint import load_checkpoint
-from lstmtext.classifier_train import classifier_trainer, transfer_core
-from lstmtext.classify import (
+from lstmtext.classifier.api import classifier_trainer, transfer_core
+from lstmtext.classifier.predict import (
     Ensemble,
     Predictor,
     classification_metrics,
@@ -24,12 +23,13 @@ from lstmtext.classify import (
     pad_batch,
 )
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.core.model import Classifier
+from lstmtext.data.labelled import LabelledData
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.errors import CheckpointError, DataError
-from lstmtext.labelled import LabelledData
-from lstmtext.model import Classifier
-from lstmtext.optimization import layer_groups
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.runs.checkpoint import load_checkpoint
+from lstmtext.training.optimization import layer_groups
 
 from .conftest import GOOD, TINY_CLASSIFIER_ARGS, review, run_cli
 

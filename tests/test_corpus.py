@@ -9,9 +9,9 @@ import torch
 
 from lstmtext.config import TokenizerConfig
 from lstmtext.corpora.samples import sample_text, write_sample_text
-from lstmtext.corpus import TokenStream, cached_ids, fit_batch_shape, read_text, split_ids
+from lstmtext.data.corpus import TokenStream, cached_ids, fit_batch_shape, read_text, split_ids
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.errors import CorpusError
-from lstmtext.tokenizer import TextTokenizer
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10"
 

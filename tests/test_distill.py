@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from lstmtext.classify import Predictor
-from lstmtext.distill import distillation_loss, read_answers, teacher_probabilities, write_answers
+from lstmtext.classifier.distill import distillation_loss, read_answers, teacher_probabilities, write_answers
+from lstmtext.classifier.predict import Predictor
+from lstmtext.data.labelled import read_labelled
 from lstmtext.errors import ConfigError, DataError
-from lstmtext.labelled import read_labelled
 from tests.conftest import TINY_CLASSIFIER_ARGS, run_cli, write_labelled
 
 
@@ -127,7 +127,7 @@ def test_a_broken_answers_file_is_a_one_line_error(tmp_path: Path, line: str) ->
 def test_the_students_data_from_a_teachers_answers(
     tiny_classifier: Path, tiny_reviews: Path, tmp_path: Path
 ) -> None:
-    """benchmarks.distill_data: answers made once (on a GPU, for the real teacher), then the
+    """recipes.distill_data: answers made once (on a GPU, for the real teacher), then the
     labelled rows plus the unlabelled texts under the teacher's verdict, and its answers file."""
     from benchmarks import distill_data
 

@@ -22,11 +22,11 @@ from safetensors.torch import load_file, save_file
 
 from lstmtext import distributed
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
-from lstmtext.corpus import TokenStream
+from lstmtext.data.corpus import TokenStream
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.distributed import Distributed, from_environment, row_block, shard
 from lstmtext.errors import ConfigError
-from lstmtext.lm_task import language_model_trainer, shard_stream
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.lm.task import language_model_trainer, shard_stream
 
 from .conftest import TINY_TEXT
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from lstmtext.config import ModelConfig
-from lstmtext.corpus import TokenStream
-from lstmtext.dynamic_eval import DynamicEvaluation, dynamic_nll
+from lstmtext.core.model import LanguageModel
+from lstmtext.data.corpus import TokenStream
 from lstmtext.errors import ConfigError
-from lstmtext.language_model import evaluate_language_model
-from lstmtext.lm_task import evaluate_stream
-from lstmtext.model import LanguageModel
+from lstmtext.lm.api import evaluate_language_model
+from lstmtext.lm.dynamic_eval import DynamicEvaluation, dynamic_nll
+from lstmtext.lm.task import evaluate_stream
 
 VOCAB = 30
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmtext.classify import Predictor
+from lstmtext.classifier.explain import explain, logits_from_embeddings, sentence_scores, sentence_spans
+from lstmtext.classifier.predict import Predictor
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
-from lstmtext.explain import explain, logits_from_embeddings, sentence_scores, sentence_spans
-from lstmtext.model import Classifier
+from lstmtext.core.model import Classifier
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.pretrained import PRETRAINED, SENTIMENT
-from lstmtext.tokenizer import TextTokenizer
 
 EMBEDDED = PRETRAINED / SENTIMENT
 UNICODE_TEXT = "Naïve  café — “great”\n film! 😀 日本語, e\u0301 <br /><br />Dull; AWFUL?"
@@ -132,7 +132,7 @@ def test_sentences_split_at_ends_blank_lines_and_br_tags() -> None:
 
 
 def test_a_token_in_a_break_counts_for_the_sentence_before() -> None:
-    from lstmtext.explain import TokenScore
+    from lstmtext.classifier.explain import TokenScore
 
     text = "Good. Bad."
     tokens = (
@@ -179,8 +179,8 @@ def test_explain_refuses_an_ensemble_and_html_without_explain(
 
 
 def test_drawn_pieces_cover_the_text_once_with_byte_tokens_merged_and_leading_spaces_plain() -> None:
+    from lstmtext.classifier.explain import Explanation, TokenScore
     from lstmtext.cli.explain_render import coloured_text, pieces
-    from lstmtext.explain import Explanation, TokenScore
 
     text = "Good 😀 film\n"
     tokens = (

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from lstmtext import checkpoint as ckpt
 from lstmtext.config import ModelConfig
+from lstmtext.core.model import LanguageModel
 from lstmtext.errors import ConfigError
-from lstmtext.export import ExportOptions, export_model
-from lstmtext.model import LanguageModel
+from lstmtext.runs import checkpoint as ckpt
+from lstmtext.runs.export import ExportOptions, export_model
 
 from .conftest import random_checkpoint, tiny_tokenizer
 
@@ -99,7 +99,7 @@ def test_onnx_lm_step_matches_pytorch_with_state_carried(lm_dir: Path, onnx_lm: 
 
 @pytest.fixture(scope="module")
 def two_level_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A char LM with a two-level softmax (lstmtext.softmax) over a shuffled frequency order."""
+    """A char LM with a two-level softmax (lstmtext.core.softmax) over a shuffled frequency order."""
     torch.manual_seed(5)
     model = LanguageModel(
         ModelConfig(VOCAB, embedding_dim=16, hidden_size=16, tie_weights=True, softmax_cutoff=20)

@@ -16,15 +16,15 @@ import torch
 from safetensors import safe_open
 
 from lstmtext import pretrained
-from lstmtext.checkpoint import load_checkpoint
 from lstmtext.config import ModelConfig, TokenizerConfig
+from lstmtext.core.inference import InferenceStep, bf16_available
+from lstmtext.core.model import LanguageModel
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.errors import CheckpointError, ConfigError
-from lstmtext.generate import GenerateConfig, IncrementalDecoder, Session, StopFilter, generate, stream
-from lstmtext.inference import InferenceStep, bf16_available
-from lstmtext.model import LanguageModel
+from lstmtext.lm.generate import GenerateConfig, IncrementalDecoder, Session, StopFilter, generate, stream
+from lstmtext.lm.sample import make_generator
 from lstmtext.pretrained.build import build
-from lstmtext.sample import make_generator
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.runs.checkpoint import load_checkpoint
 
 from .conftest import TINY_TEXT
 

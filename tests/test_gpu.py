@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.core.model import LanguageModel
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.device import resolve_precision, select_device
 from lstmtext.errors import ConfigError
-from lstmtext.lm_task import language_model_trainer
-from lstmtext.model import LanguageModel
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.lm.task import language_model_trainer
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
 

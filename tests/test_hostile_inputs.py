@@ -160,17 +160,17 @@ def edited(run: Path, change) -> Path:  # type: ignore[no-untyped-def]
 def test_an_untrusted_config_is_checked_before_anything_is_built(
     run_dir: Path, change, says: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import lstmtext.checkpoint
+    import lstmtext.runs.checkpoint
 
     built = []  # models built outside the meta device (which allocates nothing)
-    real_build = lstmtext.checkpoint.build_model
+    real_build = lstmtext.runs.checkpoint.build_model
 
     def build_model(config):  # type: ignore[no-untyped-def]
         if torch.empty(0).device.type != "meta":
             built.append(config)
         return real_build(config)
 
-    monkeypatch.setattr(lstmtext.checkpoint, "build_model", build_model)
+    monkeypatch.setattr(lstmtext.runs.checkpoint, "build_model", build_model)
     edited(run_dir, change)
     for command in (["info", str(run_dir)], ["generate", "--model", str(run_dir), "-n", "5"]):
         started = time.perf_counter()
@@ -210,9 +210,9 @@ def test_a_long_text_is_read_in_windows_with_the_same_result(
     )
     args = ["classify", "--model", str(tiny_classifier), "--json", "--precision", "fp32", str(medium)]
     whole = json.loads(run_cli(args).stdout)["probabilities"]
-    import lstmtext.classify
+    import lstmtext.classifier.predict
 
-    monkeypatch.setattr(lstmtext.classify, "LONG_TEXT_WINDOW", 100)  # 30 windows, state carried
+    monkeypatch.setattr(lstmtext.classifier.predict, "LONG_TEXT_WINDOW", 100)  # 30 windows, state carried
     windowed = json.loads(run_cli(args).stdout)["probabilities"]
     assert windowed == pytest.approx(whole, abs=1e-4)
 
@@ -267,7 +267,7 @@ def test_swapped_columns_are_refused(tmp_path: Path) -> None:
 
 
 def test_three_classes_keep_working(tmp_path: Path) -> None:
-    from lstmtext.labelled import read_labelled
+    from lstmtext.data.labelled import read_labelled
 
     tweets = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tweets" / "train.tsv"
     if tweets.exists():
@@ -283,8 +283,8 @@ def test_three_classes_keep_working(tmp_path: Path) -> None:
 
 
 def test_many_samples_are_made_in_bounded_batches(tiny_lm: Path) -> None:
-    from lstmtext.checkpoint import load_checkpoint
-    from lstmtext.generate import MAX_BATCH_ROWS, batch_rows
+    from lstmtext.lm.generate import MAX_BATCH_ROWS, batch_rows
+    from lstmtext.runs.checkpoint import load_checkpoint
 
     config = load_checkpoint(tiny_lm).config.model
     assert batch_rows(config, 100_000_000) <= MAX_BATCH_ROWS
@@ -357,7 +357,7 @@ def test_an_empty_lock_is_being_filled_not_stale(tmp_path: Path) -> None:
 
 
 def test_the_lock_is_never_seen_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lstmtext.run_directory import OutputLock
+    from lstmtext.runs.run_directory import OutputLock
 
     seen = []
     real_link = os.link
@@ -401,11 +401,11 @@ def test_a_full_disk_while_copying_a_step_checkpoint_is_one_short_true_line(
 def test_a_full_disk_before_any_checkpoint_claims_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lstmtext.resume_files
+    import lstmtext.runs.resume_files
 
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
-    monkeypatch.setattr(lstmtext.resume_files, "write_resume_checkpoint", disk_full)
+    monkeypatch.setattr(lstmtext.runs.resume_files, "write_resume_checkpoint", disk_full)
     out = tmp_path / "run"
     result = run_cli(["train", str(corpus), "--out", str(out), *TINY_TRAIN_ARGS])
     assert result.exit_code == 1
@@ -419,9 +419,9 @@ def test_a_full_disk_before_any_checkpoint_claims_none(
 def test_a_full_disk_while_logging_metrics_stops_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str
 ) -> None:
-    import lstmtext.checkpoint
+    import lstmtext.runs.checkpoint
 
-    monkeypatch.setattr(lstmtext.checkpoint, "append_metrics", disk_full)  # metrics.jsonl, as it happens
+    monkeypatch.setattr(lstmtext.runs.checkpoint, "append_metrics", disk_full)  # metrics.jsonl, as it happens
     if task == "lm":
         data = tmp_path / "c.txt"
         data.write_text(TINY_TEXT, encoding="utf-8")
@@ -508,11 +508,11 @@ def test_bad_training_options(tmp_path: Path, option: list[str], says: str) -> N
 
 
 def test_bpe_training_is_fed_bounded_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lstmtext.text_pieces
-    import lstmtext.tokenizer
+    import lstmtext.data.text_pieces
+    import lstmtext.data.tokenizer
 
     pieces: list[int] = []
-    real = lstmtext.tokenizer.text_pieces
+    real = lstmtext.data.tokenizer.text_pieces
 
     def recorded(text: str, size: int | None = None):  # type: ignore[no-untyped-def]
         for piece in real(text, size):
@@ -520,8 +520,8 @@ def test_bpe_training_is_fed_bounded_pieces(tmp_path: Path, monkeypatch: pytest.
                 pieces.append(len(piece))
             yield piece
 
-    monkeypatch.setattr(lstmtext.text_pieces, "PIECE_CHARS", 1000)
-    monkeypatch.setattr(lstmtext.tokenizer, "text_pieces", recorded)
+    monkeypatch.setattr(lstmtext.data.text_pieces, "PIECE_CHARS", 1000)
+    monkeypatch.setattr(lstmtext.data.tokenizer, "text_pieces", recorded)
     corpus = tmp_path / "one-line.txt"
     rng = random.Random(0)
     corpus.write_text(" ".join(rng.choice(GOOD + BAD) for _ in range(5000)), encoding="utf-8")  # no newline
@@ -545,7 +545,7 @@ def test_bpe_training_on_a_50_mb_line_stays_small(tmp_path: Path) -> None:
     code = (
         "import re, sys\n"
         "from lstmtext.config import TokenizerConfig\n"
-        "from lstmtext.tokenizer import TextTokenizer\n"
+        "from lstmtext.data.tokenizer import TextTokenizer\n"
         "text = open(sys.argv[1], encoding='utf-8').read()\n"
         "TextTokenizer.train([text], TokenizerConfig('bpe', vocab_size=2000))\n"
         "status = open('/proc/self/status').read()\n"

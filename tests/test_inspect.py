@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmtext.checkpoint import load_checkpoint
 from lstmtext.cli.inspect_render import html_page, layer_series, unit_series, write_html, write_png
 from lstmtext.config import ModelConfig, TokenizerConfig
-from lstmtext.errors import ConfigError
-from lstmtext.inspection import (
+from lstmtext.core.inspection import (
     QUANTITIES,
     correlations,
     find_units,
@@ -24,8 +22,10 @@ from lstmtext.inspection import (
     token_spans,
     top_predictions,
 )
-from lstmtext.model import Classifier, LanguageModel
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.core.model import Classifier, LanguageModel
+from lstmtext.data.tokenizer import TextTokenizer
+from lstmtext.errors import ConfigError
+from lstmtext.runs.checkpoint import load_checkpoint
 
 from .conftest import TINY_TEXT
 

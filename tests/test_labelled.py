@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from lstmtext.documents import Document, read_documents
+from lstmtext.data.documents import Document, read_documents
+from lstmtext.data.labelled import Columns, read_labelled
 from lstmtext.errors import DataError, LstmTextError
-from lstmtext.labelled import Columns, read_labelled
 
 ROWS = [("positive", "A joy from start to finish."), ("negative", "Dull, and far too long.")]
 

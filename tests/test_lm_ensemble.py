@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmtext.checkpoint import load_checkpoint
 from lstmtext.config import ModelConfig
-from lstmtext.corpus import TokenStream
+from lstmtext.data.corpus import TokenStream
 from lstmtext.errors import ConfigError
-from lstmtext.language_model import evaluate_language_model
-from lstmtext.lm_ensemble import mixture_nll
-from lstmtext.lm_task import evaluate_stream
+from lstmtext.lm.api import evaluate_language_model
+from lstmtext.lm.ensemble import mixture_nll
+from lstmtext.lm.task import evaluate_stream
+from lstmtext.runs.checkpoint import load_checkpoint
 
 from .conftest import TINY_TEXT, random_checkpoint, tiny_tokenizer
 
@@ -83,6 +83,6 @@ def test_an_ensemble_needs_one_tokenizer_and_no_dynamic_evaluation(
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "another tokenizer" in result.stderr
     with pytest.raises(ConfigError, match="adapts one model"):
-        from lstmtext.dynamic_eval import DynamicEvaluation
+        from lstmtext.lm.dynamic_eval import DynamicEvaluation
 
         evaluate_language_model([tiny_lm, tiny_lm], [str(tiny_corpus)], dynamic=DynamicEvaluation(0.1, 0.0))

@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmtext import checkpoint as ckpt
-from lstmtext.classifier_train import train_classifier
+from lstmtext.classifier.api import train_classifier
 from lstmtext.config import ClassifierOptions, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.errors import CheckpointError
 from lstmtext.events import TrainEvent
-from lstmtext.language_model import ModelShape, train_language_model
-from lstmtext.train import Trainer
+from lstmtext.lm.api import ModelShape, train_language_model
+from lstmtext.runs import checkpoint as ckpt
+from lstmtext.training.loop import Trainer
 from tests.conftest import TINY_TEXT
 
 SHAPE = ModelShape(embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.1)

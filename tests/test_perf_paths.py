@@ -12,13 +12,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lstmtext import device, language_model
+from lstmtext import device
 from lstmtext.config import TokenizerConfig, TrainConfig
-from lstmtext.corpus import cached_ids, release_pages
+from lstmtext.data.corpus import cached_ids, release_pages
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.device import cpu_has_fast_bf16, resolve_precision
 from lstmtext.errors import ConfigError, CorpusError
-from lstmtext.language_model import ModelShape, TrainResult, train_language_model
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.lm import api as language_model
+from lstmtext.lm.api import ModelShape, TrainResult, train_language_model
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lstmtext.classifier_train import train_classifier
+from lstmtext.classifier.api import train_classifier
 from lstmtext.config import TokenizerConfig, TrainConfig
-from lstmtext.language_model import ModelShape, train_language_model
+from lstmtext.lm.api import ModelShape, train_language_model
 from tests.conftest import TINY_TEXT
 
 SHAPE = ModelShape(embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.1)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from lstmtext.config import ModelConfig, TrainConfig
+from lstmtext.core.model import Classifier, LanguageModel
+from lstmtext.core.regularisation import ActivationPenalty, drop_weights, locked_dropout, random_keep
 from lstmtext.errors import ConfigError
-from lstmtext.model import Classifier, LanguageModel
-from lstmtext.regularisation import ActivationPenalty, drop_weights, locked_dropout, random_keep
 
 TOLERANCE = 1e-5
 

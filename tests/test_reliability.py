@@ -23,11 +23,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmtext.checkpoint import write_model_files
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig
-from lstmtext.model import Classifier
-from lstmtext.tokenizer import TextTokenizer
-from lstmtext.train import Trainer
+from lstmtext.core.model import Classifier
+from lstmtext.data.tokenizer import TextTokenizer
+from lstmtext.runs.checkpoint import write_model_files
+from lstmtext.training.loop import Trainer
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS, error_line, snapshot
 

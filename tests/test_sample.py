@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lstmtext.errors import ConfigError
-from lstmtext.sample import check_sampling, filter_logits, make_generator, sample_next
+from lstmtext.lm.sample import check_sampling, filter_logits, make_generator, sample_next
 
 # Probabilities 0.05 .. 0.5, shuffled so that position and rank differ.
 PROBS = torch.tensor([0.15, 0.05, 0.5, 0.1, 0.2])

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from lstmtext.classifier_train import classifier_trainer
+from lstmtext.classifier.api import classifier_trainer
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
-from lstmtext.labelled import LabelledData
-from lstmtext.model import Classifier
-from lstmtext.optimization import LearningRate
-from lstmtext.schedule import slanted_triangular
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.core.model import Classifier
+from lstmtext.data.labelled import LabelledData
+from lstmtext.data.tokenizer import TextTokenizer
+from lstmtext.training.optimization import LearningRate
+from lstmtext.training.schedule import slanted_triangular
 
 
 def test_slanted_triangle_climbs_for_a_tenth_then_falls_to_a_32nd() -> None:

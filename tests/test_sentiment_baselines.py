@@ -59,8 +59,8 @@ def test_mr_cv_starts_each_fold_from_a_classifier_and_fits_tfidf_with_its_rows(
 ) -> None:
     import json
 
-    from benchmarks.sentiment_data import read_tsv
     from benchmarks.sentiment_quality import mr_cv
+    from recipes.sentiment_data import read_tsv
 
     corpora = tmp_path / "corpora"
     (corpora / "mr").mkdir(parents=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.sentiment_data import AMAZON_DOMAINS, mix_sources, prepare, read_tsv, source_shares
+from recipes.sentiment_data import AMAZON_DOMAINS, mix_sources, prepare, read_tsv, source_shares
 from tests.conftest import write_labelled
 
 

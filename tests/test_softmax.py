@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lstmtext.checkpoint import load_checkpoint
-from lstmtext.checkpoint_average import average_checkpoints
 from lstmtext.config import ModelConfig
+from lstmtext.core.inference import InferenceStep
+from lstmtext.core.model import LanguageModel
+from lstmtext.core.softmax import TwoLevelSoftmax
 from lstmtext.errors import CheckpointError, ConfigError
-from lstmtext.inference import InferenceStep
-from lstmtext.model import LanguageModel
-from lstmtext.softmax import TwoLevelSoftmax
+from lstmtext.runs.average import average_checkpoints
+from lstmtext.runs.checkpoint import load_checkpoint
 
 from .conftest import TINY_TRAIN_ARGS, run_cli
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lstmtext.classify import Predictor, classification_metrics
-from lstmtext.labelled import read_labelled
+from lstmtext.classifier.predict import Predictor, classification_metrics
+from lstmtext.data.labelled import read_labelled
 from tests.conftest import SHARED_CORPORA, write_labelled
 
 WORDS = {

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from lstmtext.config import TokenizerConfig
 from lstmtext.corpora.samples import sample_text
+from lstmtext.data.text_pieces import split_blocks
+from lstmtext.data.tokenizer import EOS, PAD, UNK, TextTokenizer
 from lstmtext.errors import TokenizerError
-from lstmtext.text_pieces import split_blocks
-from lstmtext.tokenizer import EOS, PAD, UNK, TextTokenizer
 
 PTB_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "ptb" / "train.txt"
 
@@ -109,7 +109,7 @@ def test_bpe_blocks_concatenate_to_the_whole_encoding(pieces: list[str]) -> None
 
 @pytest.mark.parametrize("level", ["word", "bpe"])
 def test_encode_array_on_many_blocks(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lstmtext.tokenizer._BLOCK_CHARS", 100)
+    monkeypatch.setattr("lstmtext.data.tokenizer._BLOCK_CHARS", 100)
     tokenizer = trained(level)
     text = sample_text(10_000, seed=5).replace("\n", " \n ") + "\r\n end"
     assert tokenizer.encode_array(text).tolist() == tokenizer.encode(text)

@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmtext.checkpoint import load_checkpoint, read_metrics
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.events import TrainEvent
-from lstmtext.language_model import ModelShape, evaluate_language_model, train_language_model
-from lstmtext.lm_task import language_model_trainer
-from lstmtext.optimization import LearningRate
+from lstmtext.lm.api import ModelShape, evaluate_language_model, train_language_model
+from lstmtext.lm.task import language_model_trainer
+from lstmtext.runs.checkpoint import load_checkpoint, read_metrics
+from lstmtext.training.optimization import LearningRate
 
 from .conftest import TINY_TEXT
 
@@ -123,7 +123,7 @@ def test_nan_loss_rolls_back_to_last_good_checkpoint(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     from lstmtext.config import RunConfig
-    from lstmtext.tokenizer import TextTokenizer
+    from lstmtext.data.tokenizer import TextTokenizer
 
     tokenizer = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char"))
     ids = tokenizer.encode_array(TINY_TEXT)
@@ -177,7 +177,7 @@ def test_other_levels_train(tmp_path: Path, level: str) -> None:
 
 def test_head_bias_starts_at_the_unigram_log_frequencies() -> None:
     from lstmtext.config import ModelConfig, RunConfig
-    from lstmtext.tokenizer import TextTokenizer
+    from lstmtext.data.tokenizer import TextTokenizer
 
     text = "aaaaaaab" * 50
     tokenizer = TextTokenizer.train([text], TokenizerConfig("char"))
@@ -219,7 +219,7 @@ def test_a_time_bound_run_lowers_its_rate_as_the_clock_runs(tmp_path: Path) -> N
 
 def test_ar_and_tar_shape_the_updates_but_not_the_reported_loss(tmp_path: Path) -> None:
     from lstmtext.config import RunConfig
-    from lstmtext.tokenizer import TextTokenizer
+    from lstmtext.data.tokenizer import TextTokenizer
 
     tokenizer = TextTokenizer.train([TINY_TEXT], TokenizerConfig("char"))
     ids = tokenizer.encode_array(TINY_TEXT)

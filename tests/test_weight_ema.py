@@ -12,8 +12,8 @@ from torch import nn
 
 from lstmtext.config import TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError
-from lstmtext.language_model import ModelShape, train_language_model
-from lstmtext.weight_ema import PREFIX, WeightAverage
+from lstmtext.lm.api import ModelShape, train_language_model
+from lstmtext.training.weight_ema import PREFIX, WeightAverage
 
 from .conftest import TINY_TEXT, train_whole_and_split
 
@@ -47,7 +47,7 @@ def test_the_average_follows_its_formula_and_is_applied_only_inside_the_block() 
 
 def test_a_tied_weight_is_averaged_once_and_stays_tied() -> None:
     from lstmtext.config import ModelConfig
-    from lstmtext.model import LanguageModel
+    from lstmtext.core.model import LanguageModel
 
     model = LanguageModel(
         ModelConfig(vocab_size=20, embedding_dim=8, hidden_size=8, num_layers=1, tie_weights=True)
@@ -96,11 +96,11 @@ def test_a_decay_outside_zero_to_one_is_refused() -> None:
 def test_a_classifier_run_keeps_its_average(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from lstmtext.classifier_train import classifier_trainer
+    from lstmtext.classifier.api import classifier_trainer
     from lstmtext.config import ModelConfig, RunConfig
-    from lstmtext.labelled import LabelledData
-    from lstmtext.model import Classifier
-    from lstmtext.tokenizer import TextTokenizer
+    from lstmtext.core.model import Classifier
+    from lstmtext.data.labelled import LabelledData
+    from lstmtext.data.tokenizer import TextTokenizer
 
     texts = ("good film .", "bad film .", "great fun .", "awful mess .") * 4
     labels = ("positive", "negative", "positive", "negative") * 4

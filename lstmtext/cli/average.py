@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from lstmtext.checkpoint_average import write_average
 from lstmtext.cli.options import output_folder
+from lstmtext.runs.average import write_average
 
 
 def average(

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from lstmtext.calibration import calibrate as fit_and_store
-from lstmtext.labelled import Columns
+from lstmtext.classifier.calibration import calibrate as fit_and_store
+from lstmtext.data.labelled import Columns
 
 
 def calibrate(

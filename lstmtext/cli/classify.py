@@ -11,13 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext.calibration import UNCERTAIN, verdict
-from lstmtext.classify import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
+from lstmtext.classifier.calibration import UNCERTAIN, verdict
+from lstmtext.classifier.explain import Explanation
+from lstmtext.classifier.predict import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
 from lstmtext.cli.untrusted import escaped
 from lstmtext.config import ClassifyPrecision
-from lstmtext.documents import Document, read_documents
+from lstmtext.data.documents import Document, read_documents
 from lstmtext.errors import ConfigError
-from lstmtext.explain import Explanation
 from lstmtext.pretrained import default_classifier_dir
 
 # A note when the contributions miss the log-odds by more than this share of their change.
@@ -161,8 +161,8 @@ def _explain(
     html: Path | None,
 ) -> None:
     """`classify --explain`: each text's verdict with its tokens' contributions."""
+    from lstmtext.classifier.explain import explain
     from lstmtext.cli import explain_render as render
-    from lstmtext.explain import explain
 
     items = []
     console = Console(soft_wrap=True)

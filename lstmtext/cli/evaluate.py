@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from lstmtext.checkpoint import read_config
-from lstmtext.dynamic_eval import DynamicEvaluation
 from lstmtext.errors import ConfigError
-from lstmtext.language_model import evaluate_language_model
+from lstmtext.lm.api import evaluate_language_model
+from lstmtext.lm.dynamic_eval import DynamicEvaluation
+from lstmtext.runs.checkpoint import read_config
 
 
 def evaluate(
@@ -88,9 +88,9 @@ def evaluate(
     if tasks[0] == "classify":
         if dynamic_lr:
             raise ConfigError("--dynamic-lr adapts a language model; this is a classifier")
-        from lstmtext.classify import evaluate_classifier
+        from lstmtext.classifier.predict import evaluate_classifier
         from lstmtext.cli.classify import render_metrics
-        from lstmtext.labelled import Columns
+        from lstmtext.data.labelled import Columns
 
         columns = Columns(label=label_column, text=text_column)
         metrics = evaluate_classifier(model, data, columns=columns, device=device)

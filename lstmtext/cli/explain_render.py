@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from lstmtext.classifier.explain import BASELINE, Explanation
 from lstmtext.cli.inspect_render import NEWLINE_MARK
-from lstmtext.explain import BASELINE, Explanation
 from lstmtext.files import write_output
 
 GREEN = (76, 175, 80)

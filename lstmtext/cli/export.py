@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lstmtext.cli.options import output_folder
-from lstmtext.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model
+from lstmtext.runs.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model
 
 
 def export(

@@ -14,15 +14,15 @@ from typing import Annotated, NoReturn
 import torch
 import typer
 
-from lstmtext.checkpoint import load_checkpoint
 from lstmtext.config import StepPrecision
+from lstmtext.core.model import LanguageModel
+from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.device import select_device
 from lstmtext.errors import ConfigError
-from lstmtext.generate import GenerateConfig, Session, batch_rows, sample_in_batches
-from lstmtext.model import LanguageModel
+from lstmtext.lm.generate import GenerateConfig, Session, batch_rows, sample_in_batches
+from lstmtext.lm.sample import make_generator
 from lstmtext.pretrained import default_lm_dir
-from lstmtext.sample import make_generator
-from lstmtext.tokenizer import TextTokenizer
+from lstmtext.runs.checkpoint import load_checkpoint
 
 SAMPLING = "Sampling"
 OUTPUT = "Output"

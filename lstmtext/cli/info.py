@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext.checkpoint import BEST, load_checkpoint
-from lstmtext.checkpoint_average import AVERAGED
 from lstmtext.cli.untrusted import escaped
+from lstmtext.core.model import count_parameters
 from lstmtext.errors import CheckpointError
-from lstmtext.model import count_parameters
-from lstmtext.run_directory import read_metrics
+from lstmtext.runs.average import AVERAGED
+from lstmtext.runs.checkpoint import BEST, load_checkpoint
+from lstmtext.runs.run_directory import read_metrics
 
 
 def info(

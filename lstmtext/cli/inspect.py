@@ -10,11 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from lstmtext.checkpoint import load_checkpoint
 from lstmtext.cli import inspect_render as render
-from lstmtext.corpus import read_text
-from lstmtext.errors import ConfigError
-from lstmtext.inspection import (
+from lstmtext.core.inspection import (
     GateSaturation,
     Inspection,
     TokenPrediction,
@@ -27,6 +24,9 @@ from lstmtext.inspection import (
     position_index,
     top_predictions,
 )
+from lstmtext.data.corpus import read_text
+from lstmtext.errors import ConfigError
+from lstmtext.runs.checkpoint import load_checkpoint
 
 SHOW = "What to show"
 EXPORT = "Export"

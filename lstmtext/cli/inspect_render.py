@@ -1,6 +1,6 @@
 """Showing an Inspection: rich text and tables for the terminal, a standalone HTML page, a PNG.
 
-Everything here draws what lstmtext.inspection computed; nothing here computes model values.
+Everything here draws what lstmtext.core.inspection computed; nothing here computes model values.
 A `Series` is one row of values over the tokens (one unit's activations, or a pattern's
 indicator) with the range its colour scale spans.
 """
@@ -17,9 +17,7 @@ from rich.table import Table
 from rich.text import Text
 from torch import Tensor
 
-from lstmtext.errors import LstmTextError
-from lstmtext.files import write_output
-from lstmtext.inspection import (
+from lstmtext.core.inspection import (
     SIGMOID_GATES,
     GateSaturation,
     Inspection,
@@ -28,6 +26,8 @@ from lstmtext.inspection import (
     blue_white_red,
     value_range,
 )
+from lstmtext.errors import LstmTextError
+from lstmtext.files import write_output
 
 NEWLINE_MARK = "\u21b5"  # shown where a token is a line break, so its colour is visible
 HEATMAP_MAX_ROWS = 64

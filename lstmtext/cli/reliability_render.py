@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from lstmtext.calibration import Reliability
+from lstmtext.classifier.calibration import Reliability
 from lstmtext.errors import LstmTextError
 from lstmtext.files import write_output
 

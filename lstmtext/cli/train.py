@@ -228,7 +228,7 @@ def train(
     """
     from lstmtext import distributed
     from lstmtext.cli.render import TrainingDisplay, best_text, summary_line
-    from lstmtext.language_model import train_language_model
+    from lstmtext.lm.api import train_language_model
 
     if errors not in ("strict", "replace", "ignore"):
         raise ConfigError(f"--errors must be strict, replace or ignore, not {errors!r}")

@@ -67,7 +67,7 @@ from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 if TYPE_CHECKING:
     from lstmtext.config import ClassifierOptions
     from lstmtext.events import TrainResult
-    from lstmtext.language_model import ModelShape
+    from lstmtext.lm.api import ModelShape
 
 
 def train_classifier(
@@ -195,7 +195,7 @@ def train_classifier_command(
     resume: bool = False,
 ) -> TrainResult:
     """Train, report one line per evaluation, and turn Ctrl-C into a clean stop with the best model kept."""
-    from lstmtext.classifier_train import train_classifier as fine_tune
+    from lstmtext.classifier.api import train_classifier as fine_tune
     from lstmtext.cli.render import best_text, classifier_progress, summary_line
 
     with stop_on_signals() as (stop, received):

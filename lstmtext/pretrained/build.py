@@ -12,7 +12,7 @@ checkpoint to prove it whole, and refuses a model over the size limit of its kin
 
 A classifier keeps the temperature its training fitted (config.json). With --calibrate
 FILE..., the temperature is fitted anew on that held-out labelled data with the weights as
-shipped (fp16), by lstmtext.calibration.calibrate: for a run trained before temperatures
+shipped (fp16), by lstmtext.classifier.calibration.calibrate: for a run trained before temperatures
 existed, or to calibrate on other data.
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from lstmtext import checkpoint as ckpt
 from lstmtext.errors import CheckpointError, LstmTextError
+from lstmtext.runs import checkpoint as ckpt
 
 MAX_BYTES = 10 * 1000 * 1000  # what the package may carry
 MAX_CLASSIFIER_BYTES = 20 * 1000 * 1000  # the embedded sentiment model
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         size = build(args.run_dir, args.out_dir)
         if args.calibrate:
-            from lstmtext.calibration import calibrate
+            from lstmtext.classifier.calibration import calibrate
 
             fitted = calibrate(args.out_dir, args.calibrate, max_per_file=args.max_per_file)
             print(

@@ -1,0 +1,1 @@
+"""Classifiers: their task, the Python API, prediction, explanation, distillation, calibration."""

@@ -1,0 +1,1 @@
+"""Language models: their task, the Python API, generation and sampling, dynamic evaluation, ensembles."""

@@ -1,0 +1,1 @@
+"""The training loop, the task protocol it drives, optimisers and schedules, the weight EMA."""
