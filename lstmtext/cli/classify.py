@@ -14,7 +14,7 @@ from rich.table import Table
 from lstmtext.classifier.calibration import UNCERTAIN, verdict
 from lstmtext.classifier.explain import Explanation
 from lstmtext.classifier.predict import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
-from lstmtext.cli.untrusted import escaped
+from lstmtext.cli.untrusted import escaped, json_line, literal
 from lstmtext.config import ClassifyPrecision
 from lstmtext.data.documents import Document, read_documents
 from lstmtext.errors import ConfigError
@@ -124,7 +124,7 @@ def classify(
     if as_json:
         for document, prediction in zip(documents, predictions, strict=True):
             record = _record(document.name, prediction, min_confidence)
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(record) + "\n")
         sys.stdout.flush()
         return
     table = Table(box=None, header_style="bold")
@@ -174,9 +174,9 @@ def _explain(
             record = _record(document.name, explanation, min_confidence) | {
                 "explanation": render.as_dict(explanation)
             }
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(record) + "\n")
             continue
-        console.print(render.headline(document.name, explanation, shown, predictor.temperature), markup=False)
+        console.print(render.headline(document.name, explanation, shown, predictor.temperature))
         console.print(render.coloured_text(explanation))
         if len(explanation.sentences) > 1:
             console.print(render.sentences_table(explanation))
@@ -190,7 +190,7 @@ def _explain(
         )
         if abs(explanation.completeness_gap) > COMPLETENESS_NOTE * max(abs(moved), 1.0):
             typer.echo(
-                f"lstmtext: note: {document.name}: the contributions sum to "
+                f"lstmtext: note: {literal(document.name)}: the contributions sum to "
                 f"{moved + explanation.completeness_gap:+.2f}, the log-odds moved by {moved:+.2f} "
                 f"from the baseline; {closer}",
                 err=True,

@@ -4,6 +4,9 @@ Green: the token pushes towards the predicted class; red: against it; the strong
 colour, the larger its contribution, scaled to the largest in that text. Byte tokens that
 share one character are drawn as one piece with their summed score; the whitespace a
 byte-level BPE token carries before its word is drawn uncoloured.
+
+The text is anyone's: its control characters are drawn as \\x.. escapes (newlines and tabs kept
+in the coloured text) and its brackets as brackets, on the terminal and in the page alike.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from rich.text import Text
 
 from lstmtext.classifier.explain import BASELINE, Explanation
 from lstmtext.cli.inspect_render import NEWLINE_MARK
+from lstmtext.cli.untrusted import literal
 from lstmtext.files import write_output
 
 GREEN = (76, 175, 80)
@@ -75,11 +79,13 @@ def scale_of(explanation: Explanation) -> float:
     return max((abs(t.score) for t in explanation.tokens), default=0.0)
 
 
-def headline(name: str, explanation: Explanation, label: str, temperature: float) -> str:
+def headline(name: str, explanation: Explanation, label: str, temperature: float) -> Text:
     shown = label if label == explanation.label else f"{label} (most probable: {explanation.label})"
-    return (
-        f"{name}: {shown} {explanation.probability:.3f}; green for {explanation.label}, red against "
-        f"(integrated gradients, {explanation.steps} steps, baseline {BASELINE}, T = {temperature:.3g})"
+    return Text(
+        literal(
+            f"{name}: {shown} {explanation.probability:.3f}; green for {explanation.label}, red against "
+            f"(integrated gradients, {explanation.steps} steps, baseline {BASELINE}, T = {temperature:.3g})"
+        )
     )
 
 
@@ -92,7 +98,7 @@ def coloured_text(explanation: Explanation) -> Text:
         lines = explanation.text[piece.start : piece.end].split("\n")
         for i, line in enumerate(lines):
             if line:
-                text.append(line, style=style)
+                text.append(literal(line, keep="\t"), style=style)
             if i < len(lines) - 1:
                 if rgb:
                     text.append(NEWLINE_MARK, style=style)
@@ -120,7 +126,7 @@ def sentences_table(explanation: Explanation, shown: int = SENTENCES_SHOWN) -> T
         style = "green" if sentence.score > 0 else "red"
         table.add_row(
             Text(f"{sentence.score:+.2f}", style=style),
-            _snippet(explanation.text[sentence.start : sentence.end]),
+            Text(literal(_snippet(explanation.text[sentence.start : sentence.end]))),
         )
     return table
 
@@ -184,6 +190,12 @@ gradients over the embeddings ({steps}; baseline: the {baseline}). Hover a token
 """
 
 
+def _shown(text: str) -> str:
+    """`text` as HTML that shows it as written: control characters (a browser draws some as
+    nothing, U+202E reverses what follows) as \\x.. escapes, newlines and tabs kept."""
+    return html.escape(literal(text, keep="\n\t"))
+
+
 def _section(name: str, label: str, explanation: Explanation) -> str:
     scale = scale_of(explanation)
     spans = []
@@ -191,11 +203,11 @@ def _section(name: str, label: str, explanation: Explanation) -> str:
         surface = explanation.text[piece.start : piece.end]
         rgb = colour(piece.score, scale)
         if rgb is None:
-            spans.append(html.escape(surface))
+            spans.append(_shown(surface))
             continue
         spans.append(
             f'<span class="token" data-start="{piece.start}" data-end="{piece.end}" '
-            f'title="{piece.score:+.3f}" style="background: rgb{rgb}">{html.escape(surface)}</span>'
+            f'title="{piece.score:+.3f}" style="background: rgb{rgb}">{_shown(surface)}</span>'
         )
     rows = []
     if len(explanation.sentences) > 1:
@@ -204,7 +216,7 @@ def _section(name: str, label: str, explanation: Explanation) -> str:
             rgb = colour(sentence.score, max(abs(s.score) for s in ranked))
             rows.append(
                 f'<tr><td class="score" style="background: rgb{rgb}">{sentence.score:+.2f}</td>'
-                f"<td>{html.escape(_snippet(explanation.text[sentence.start : sentence.end], 200))}</td></tr>"
+                f"<td>{_shown(_snippet(explanation.text[sentence.start : sentence.end], 200))}</td></tr>"
             )
     table = (
         f"<h3>Sentences that weigh most ({len(rows)} of {len(explanation.sentences)})</h3>"
@@ -214,8 +226,8 @@ def _section(name: str, label: str, explanation: Explanation) -> str:
     )
     verdict = label if label == explanation.label else f"{label} (most probable: {explanation.label})"
     return (
-        f'<section class="explanation"><h2>{html.escape(name)}: <span class="verdict">'
-        f"{html.escape(verdict)}</span> {explanation.probability:.3f}</h2>"
+        f'<section class="explanation"><h2>{_shown(name)}: <span class="verdict">'
+        f"{_shown(verdict)}</span> {explanation.probability:.3f}</h2>"
         f"<pre>{''.join(spans)}</pre>{table}</section>"
     )
 
