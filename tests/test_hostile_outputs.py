@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import random_checkpoint, run_cli, tiny_tokenizer
 
 # ---- 18. classify --explain shows the review as written, never as escapes or markup
 # (a NUL never gets this far: a text holding one is refused as binary when it is read)
@@ -65,3 +65,34 @@ def test_explain_html_and_json_keep_the_review_and_escape_its_controls(tmp_path:
         assert sequence not in html, repr(sequence)
     assert "[link=https://evil.example]Awful[/link]" in re.sub("<[^>]*>", "", html)
     assert "\\x1b]0;PWNED\\x07" in html
+
+
+# ---- 20. export keeps a classifier's temperature
+
+
+def test_export_json_holds_the_temperature_that_calibrates_the_logits(tmp_path: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer
+
+    from lstmtext.config import ModelConfig
+
+    tokenizer = tiny_tokenizer("word")
+    shape = ModelConfig(tokenizer.vocab_size, embedding_dim=8, hidden_size=12, task="classify", num_classes=2)
+    model = random_checkpoint(tmp_path / "model", shape, tokenizer, labels=("negative", "positive"), seed=5)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(config | {"temperature": 2.5}))
+    result = run_cli(["export", "-m", str(model), "--format", "pt2", str(tmp_path / "x")])
+    assert result.exit_code == 0, result.stderr
+    info = json.loads((tmp_path / "x" / "export.json").read_text())
+    assert info["temperature"] == 2.5 and info["labels"] == ["negative", "positive"]
+    # What a runtime computes from export.json alone is what classify shows.
+    text = "the question is whether to suffer"
+    ids = Tokenizer.from_file(str(tmp_path / "x" / info["tokenizer"]["file"])).encode(text).ids
+    step = torch.export.load(tmp_path / "x" / info["file"]).module()
+    with torch.no_grad():
+        logits = step(torch.tensor([ids]), torch.tensor([len(ids)]))
+    probabilities = torch.softmax(logits / info["temperature"], dim=-1)[0].tolist()
+    shown = run_cli(["classify", "-m", str(model), "--json", "-"], input=text)
+    assert shown.exit_code == 0, shown.stderr
+    expected = json.loads(shown.stdout)["probabilities"]
+    assert probabilities == pytest.approx([expected["negative"], expected["positive"]], abs=1e-5)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor, nn
 
+from lstmtext.data.reading import is_file_name, read_input
 from lstmtext.errors import ConfigError, DataError
 
 
@@ -33,6 +34,8 @@ def teacher_probabilities(
 ) -> np.ndarray:
     """(N, len(labels)) float32: the teacher's calibrated probabilities of `texts`, columns in
     the order of `labels`. A folder is run on the texts (repeated texts once); a file gives them."""
+    if is_file_name(teacher) and not Path(teacher).exists():
+        raise DataError(f"the teacher's answers file {teacher} does not exist")
     if Path(teacher).is_file():
         teacher_labels, answers = read_answers(Path(teacher))
         check_classes(teacher, teacher_labels, labels)
@@ -80,31 +83,46 @@ def write_answers(
 
 
 def read_answers(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
-    """A teacher's answers file: its class names (sorted) and each text's probabilities."""
+    """A teacher's answers file: its class names (sorted) and each text's probabilities, read
+    under lstmtext.data.reading's limits. Probabilities are JSON numbers (not "0.3", not true);
+    a text given twice must have the same answer both times."""
     labels: list[str] | None = None
     answers: dict[str, np.ndarray] = {}
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text, probabilities = row["text"], row["probabilities"]
-                if not isinstance(probabilities, dict):
-                    raise TypeError
-                if labels is None:
-                    labels = sorted(probabilities)
-                values = np.asarray([float(probabilities[label]) for label in labels], dtype=np.float32)
-                if not isinstance(text, str) or sorted(probabilities) != labels:
-                    raise ValueError
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise DataError(
-                    f'{path}:{number}: not a teacher\'s answer: a JSON object with a "text" and the '
-                    f'"probabilities" of the same classes as line 1'
-                ) from None
-            if not np.all(np.isfinite(values)) or np.any(values < 0) or abs(values.sum() - 1) > 1e-3:
-                raise DataError(f"{path}:{number}: the probabilities must be finite, >= 0 and add up to 1")
-            answers[text] = values
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(read_input(str(path)).split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+            text, probabilities = row["text"], row["probabilities"]
+            if not isinstance(probabilities, dict):
+                raise TypeError
+            if labels is None:
+                labels = sorted(probabilities)
+            if not isinstance(text, str) or sorted(probabilities) != labels:
+                raise ValueError
+        except RecursionError:
+            raise DataError(f"{where}: JSON nested too deep to be a teacher's answer") from None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise DataError(
+                f'{where}: not a teacher\'s answer: a JSON object with a "text" and the '
+                f'"probabilities" of the same classes as line 1'
+            ) from None
+        given = [probabilities[label] for label in labels]
+        if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in given):
+            shown = next(p for p in given if not isinstance(p, (int, float)) or isinstance(p, bool))
+            raise DataError(f"{where}: the probability {json.dumps(shown)[:40]} is not a JSON number")
+        values = np.asarray(given, dtype=np.float32)
+        if not np.all(np.isfinite(values)) or np.any(values < 0) or abs(values.sum() - 1) > 1e-3:
+            raise DataError(f"{where}: the probabilities must be finite, >= 0 and add up to 1")
+        if text in answers and not np.allclose(answers[text], values, atol=1e-6):
+            raise DataError(
+                f"{where}: another answer for the text of line {first_line[text]} ({text[:40]!r}); "
+                "a teacher answers each text once"
+            )
+        answers[text] = values
+        first_line.setdefault(text, number)
     if labels is None:
         raise DataError(f"{path}: no answers in the teacher's file")
     return labels, answers

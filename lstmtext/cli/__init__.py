@@ -58,7 +58,10 @@ def _root(
 
 
 def _error_line(message: str) -> None:
-    first = " ".join(str(message).split())  # one line, whatever the message held
+    from lstmtext.cli.untrusted import literal
+
+    # One line, whatever the message held; a file name's escapes (`$'\e]0;...\a'`) shown, not run.
+    first = literal(" ".join(str(message).split()))
     sys.stderr.write(f"lstmtext: error: {first}\n")
     sys.stderr.flush()
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from lstmtext.classifier.calibration import UNCERTAIN, verdict
 from lstmtext.classifier.explain import Explanation
 from lstmtext.classifier.predict import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
+from lstmtext.cli.options import MAX_THREADS
 from lstmtext.cli.untrusted import escaped, json_line, literal
 from lstmtext.config import ClassifyPrecision
 from lstmtext.data.documents import Document, read_documents
@@ -52,7 +53,8 @@ def classify(
         ClassifyPrecision, typer.Option(help="auto uses bf16 where the hardware accelerates it.")
     ] = ClassifyPrecision.auto,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads (default: chosen per batch shape).")
+        int | None,
+        typer.Option(min=1, max=MAX_THREADS, help="CPU threads (default: chosen per batch shape)."),
     ] = None,
     min_confidence: Annotated[
         float,

@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 import torch
 import typer
 
+from lstmtext.cli.options import MAX_THREADS
 from lstmtext.config import StepPrecision
 from lstmtext.core.model import LanguageModel
 from lstmtext.data.tokenizer import TextTokenizer
@@ -213,7 +214,9 @@ def generate(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1, help="CPU threads (default: 1 for one sample, as fast as more; else one per core)."
+            min=1,
+            max=MAX_THREADS,
+            help="CPU threads (default: 1 for one sample, as fast as more; else one per core).",
         ),
     ] = None,
 ) -> None:

@@ -174,9 +174,17 @@ PrecisionOption = Annotated[
         rich_help_panel=RUN,
     ),
 ]
+# More threads than this is a typo, not a machine: OpenMP starting 100,000 threads crashes the
+# process (a segfault), so a larger value is refused as a usage error (exit 2).
+MAX_THREADS = 256
 Threads = Annotated[
     int | None,
-    typer.Option(min=1, help="CPU threads (default: torch's choice, one per core).", rich_help_panel=RUN),
+    typer.Option(
+        min=1,
+        max=MAX_THREADS,
+        help="CPU threads (default: torch's choice, one per core).",
+        rich_help_panel=RUN,
+    ),
 ]
 
 # ---- classification (train-classifier)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstmtext.data.reading import read_input
 from lstmtext.errors import DataError
 
 FORMATS = ("auto", "tsv", "csv", "jsonl", "folders")
@@ -172,19 +172,9 @@ def _catalogue_file(source: str) -> Path | None:
 
 
 def read_source(source: str, encoding: str) -> str:
-    """A file or stdin (`-`) decoded, a leading BOM dropped; a failure is one line naming the line."""
-    try:
-        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{source}: no such file") from None
-    except OSError as error:
-        raise DataError(f"{source}: cannot read ({error.strerror or error})") from None
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise DataError(f"{source}:{line}: not valid {encoding} (byte {error.start})") from None
-    return text.removeprefix("\ufeff")
+    """A file or stdin (`-`) decoded, a leading BOM dropped, under lstmtext.data.reading's
+    limits (binary, not the encoding, over 256 MiB): a failure is one line naming the file."""
+    return read_input(source, encoding)
 
 
 def _guess_format(path: Path, lines: list[str]) -> str:

@@ -8,6 +8,7 @@ The output folder holds everything a runtime needs and nothing of lstmtext's:
       model.onnx       (or model.pt2) the whole step, embedding to head
       tokenizer.json   the HF tokenizer, loadable with `tokenizers.Tokenizer.from_file`
       export.json      what the graph takes and gives: names, shapes, dtypes, vocabulary, labels
+                       and the temperature that calibrates a classifier's probabilities
 
 A language model's step is  ids (B, T), hidden (L, B, H), cell (L, B, H)
                          -> logits (B, T, V), hidden_out (L, B, H), cell_out (L, B, H),
@@ -104,6 +105,10 @@ def export_info(checkpoint: ckpt.Checkpoint, options: ExportOptions, signature: 
         info["state"] = {"shape": state_shape, "dtype": "float32"}
     else:
         info["labels"] = list(config.labels)
+        # The graph gives the model's raw logits; the probabilities lstmtext shows are calibrated
+        # (fitted on validation data), so a runtime needs the temperature to show the same.
+        info["temperature"] = config.temperature
+        info["probabilities"] = "softmax(logits / temperature)"
     return info
 
 

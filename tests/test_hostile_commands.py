@@ -1,0 +1,174 @@
+"""Hostile inputs to the commands: endless and huge inputs, bad teacher answers, resumes with other
+options, unrelated runs averaged, pathological regexes, huge --threads, escapes in file names and
+Ctrl-C before training. Each test runs the CLI on tiny data and checks one line and the exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstmtext.data import reading
+from tests.conftest import TINY_CLASSIFIER_ARGS, error_line, run_cli
+
+TEACHER_ARGS = [*TINY_CLASSIFIER_ARGS[:-6], "--max-steps", "2"]  # no need to learn: the answers fail first
+
+
+def _teacher_file(path: Path, reviews: Path, answer=None) -> Path:  # type: ignore[no-untyped-def]
+    """A teacher's answers for every text of `reviews`, `answer(text)` each (default 0.5 / 0.5)."""
+    lines = []
+    for row in reviews.read_text(encoding="utf-8").splitlines():
+        text = row.split("\t", 1)[1]
+        probabilities = answer(text) if answer else {"negative": 0.5, "positive": 0.5}
+        lines.append(json.dumps({"text": text, "probabilities": probabilities}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _train_with_teacher(reviews: Path, teacher: Path | str, out: Path) -> tuple[int, str]:
+    result = run_cli(
+        ["train-classifier", str(reviews), "--out", str(out), "--teacher", str(teacher), *TEACHER_ARGS]
+    )
+    return result.exit_code, result.stderr
+
+
+# ---- 1. one read limit for every text input: binary, not UTF-8 and oversized inputs refused early
+
+
+def test_classify_refuses_an_endless_binary_input_at_its_first_chunk() -> None:
+    result = run_cli(["classify", "/dev/zero"])
+    assert result.exit_code == 1
+    assert "binary data (a NUL byte at byte 0)" in error_line(result.stderr)
+
+
+def test_classify_refuses_a_text_over_the_read_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reading, "MAX_TEXT_BYTES", 3 * reading.CHUNK_BYTES)
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a fine film. " * (5 * reading.CHUNK_BYTES // 13))
+    result = run_cli(["classify", str(big)])
+    assert result.exit_code == 1
+    assert "over 3 MiB" in error_line(result.stderr)
+
+
+def test_inspect_refuses_an_endless_binary_input(tiny_lm: Path) -> None:
+    result = run_cli(["inspect", "-m", str(tiny_lm), "/dev/zero"])
+    assert result.exit_code == 1
+    assert "binary data" in error_line(result.stderr)
+
+
+def test_training_data_that_is_not_utf8_is_refused_with_line_and_byte(tmp_path: Path) -> None:
+    data = tmp_path / "l.tsv"
+    data.write_bytes(b"positive\tgood\nnegative\tbad \xff film\n")
+    result = run_cli(["train-classifier", str(data), "--out", str(tmp_path / "c"), *TEACHER_ARGS])
+    assert result.exit_code == 1
+    assert f"{data}:2: not valid utf-8 (byte 27)" in error_line(result.stderr)
+
+
+def test_a_teacher_file_over_the_read_limit_is_refused(
+    tiny_reviews: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reading, "MAX_TEXT_BYTES", reading.CHUNK_BYTES)
+    teacher = tmp_path / "one-line.jsonl"
+    teacher.write_bytes(b'{"text": "' + b"a" * (3 * reading.CHUNK_BYTES) + b'"}')
+    code, stderr = _train_with_teacher(tiny_reviews, teacher, tmp_path / "c")
+    assert code == 1
+    assert "over 1 MiB" in error_line(stderr)
+
+
+# ---- 4. no "internal error": teacher files not UTF-8 or nested deep, stdin closed
+
+
+def test_a_teacher_file_that_is_not_utf8_is_one_line(tiny_reviews: Path, tmp_path: Path) -> None:
+    teacher = tmp_path / "answers.jsonl"
+    teacher.write_bytes(b'{"text": "caf\xe9", "probabilities": {"negative": 0.5, "positive": 0.5}}\n')
+    code, stderr = _train_with_teacher(tiny_reviews, teacher, tmp_path / "c")
+    assert code == 1
+    assert f"{teacher}:1: not valid utf-8" in error_line(stderr)
+
+
+def test_a_teacher_line_nested_thousands_deep_is_one_line(tiny_reviews: Path, tmp_path: Path) -> None:
+    teacher = tmp_path / "answers.jsonl"
+    teacher.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    code, stderr = _train_with_teacher(tiny_reviews, teacher, tmp_path / "c")
+    assert code == 1
+    line = error_line(stderr)
+    assert "internal error" not in line and f"{teacher}:1:" in line
+
+
+def test_classify_stdin_closed_is_one_line() -> None:
+    done = subprocess.run(
+        ["bash", "-c", f"exec {sys.executable} -m lstmtext classify - <&-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "standard input is closed" in error_line(done.stderr)
+
+
+# ---- 5. teacher answers: numbers only, one answer a text, a missing file named as a file
+
+
+@pytest.mark.parametrize("value", ['"0.5"', "true"])
+def test_teacher_probabilities_that_are_not_json_numbers_are_refused(
+    value: str, tiny_reviews: Path, tmp_path: Path
+) -> None:
+    teacher = _teacher_file(tmp_path / "answers.jsonl", tiny_reviews)
+    lines = teacher.read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2].replace('"negative": 0.5', f'"negative": {value}')
+    teacher.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, stderr = _train_with_teacher(tiny_reviews, teacher, tmp_path / "c")
+    assert code == 1
+    assert f"{teacher}:3: the probability {value} is not a JSON number" in error_line(stderr)
+
+
+def test_a_text_with_two_different_teacher_answers_is_refused(tiny_reviews: Path, tmp_path: Path) -> None:
+    teacher = _teacher_file(tmp_path / "answers.jsonl", tiny_reviews)
+    first = json.loads(teacher.read_text(encoding="utf-8").splitlines()[0])
+    first["probabilities"] = {"negative": 0.9, "positive": 0.1}
+    with teacher.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(first) + "\n")
+    code, stderr = _train_with_teacher(tiny_reviews, teacher, tmp_path / "c")
+    assert code == 1
+    assert "another answer for the text of line 1" in error_line(stderr)
+
+
+def test_a_missing_teacher_file_is_named_as_a_file(tiny_reviews: Path, tmp_path: Path) -> None:
+    code, stderr = _train_with_teacher(tiny_reviews, "/nonexistent/answers.jsonl", tmp_path / "c")
+    assert code == 1
+    line = error_line(stderr)
+    assert "answers file /nonexistent/answers.jsonl does not exist" in line
+    assert "model directory" not in line
+
+
+# ---- 10. --threads beyond any machine is a usage error, not a segfault
+
+
+@pytest.mark.parametrize("command", [["classify", "review.txt"], ["train", "corpus.txt"], ["generate"]])
+def test_threads_beyond_the_cap_is_a_usage_error(command: list[str], tmp_path: Path) -> None:
+    result = run_cli([*command, "--threads", "100000"])
+    assert result.exit_code == 2
+    assert "--threads" in result.stderr and "256" in result.stderr
+
+
+def test_classify_with_threads_at_the_cap_works(tmp_path: Path) -> None:
+    review = tmp_path / "review.txt"
+    review.write_text("A fine film.", encoding="utf-8")
+    result = run_cli(["classify", str(review), "--threads", "256", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["label"]
+
+
+# ---- 11. a file name's terminal escapes are shown as \x.., never sent to the terminal
+
+
+def test_escapes_in_a_missing_file_name_are_shown_escaped(tmp_path: Path) -> None:
+    name = str(tmp_path / "\x1b]0;PWNED\x07\x1b[2Jmissing.txt")
+    result = run_cli(["classify", name])
+    assert result.exit_code == 1
+    line = error_line(result.stderr)
+    assert "\x1b" not in line and "\x07" not in line
+    assert "\\x1b]0;PWNED\\x07\\x1b[2Jmissing.txt: no such file" in line
