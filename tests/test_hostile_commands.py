@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lstmtext.data import reading
-from tests.conftest import TINY_CLASSIFIER_ARGS, error_line, run_cli
+from tests.conftest import TINY_CLASSIFIER_ARGS, error_line, run_cli, snapshot
 
 TEACHER_ARGS = [*TINY_CLASSIFIER_ARGS[:-6], "--max-steps", "2"]  # no need to learn: the answers fail first
 
@@ -172,3 +172,43 @@ def test_escapes_in_a_missing_file_name_are_shown_escaped(tmp_path: Path) -> Non
     line = error_line(result.stderr)
     assert "\x1b" not in line and "\x07" not in line
     assert "\\x1b]0;PWNED\\x07\\x1b[2Jmissing.txt: no such file" in line
+
+
+# ---- 3. a classifier's --resume refuses options that differ from the run's, as an LM's does
+
+RESUME_ARGS = ["--level", "word", "--layers", "1", "--embed", "8", "--batch-size", "8", "--max-steps", "4"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--hidden", "64"), ("--layers", "2"), ("--level", "char"), ("--batch-size", "4"), ("--teacher", "t")],
+)
+def test_classifier_resume_refuses_an_option_that_differs_from_the_run(
+    option: str, value: str, tiny_reviews: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "c"
+    first = run_cli(
+        ["train-classifier", str(tiny_reviews), "--out", str(out), "--hidden", "16", *RESUME_ARGS]
+    )
+    assert first.exit_code == 0, first.stderr
+    if value == "t":
+        value = str(_teacher_file(tmp_path / "answers.jsonl", tiny_reviews))
+    before = snapshot(out)
+    args = ["train-classifier", str(tiny_reviews), "--out", str(out), "--resume", "--hidden", "16"]
+    args += [*RESUME_ARGS, "--max-steps", "8", option, value]
+    result = run_cli(args)
+    assert result.exit_code == 2
+    line = error_line(result.stderr)
+    assert "cannot resume with" in line and "the run in --out was trained with" in line
+    assert snapshot(out) == before
+
+
+def test_classifier_resume_with_the_same_options_continues(tiny_reviews: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    first = run_cli(
+        ["train-classifier", str(tiny_reviews), "--out", str(out), "--hidden", "16", *RESUME_ARGS]
+    )
+    assert first.exit_code == 0, first.stderr
+    args = ["train-classifier", str(tiny_reviews), "--out", str(out), "--resume", *RESUME_ARGS]
+    result = run_cli([*args, "--hidden", "16", "--max-steps", "8"])
+    assert result.exit_code == 0, result.stderr

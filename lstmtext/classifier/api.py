@@ -12,7 +12,7 @@ ClassifierTask; at the end a temperature is fitted on the validation data (calib
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from lstmtext.classifier.distill import teacher_probabilities
+from lstmtext.classifier.resume import resumed_config, resumed_settings
 from lstmtext.classifier.task import ClassifierTask
 from lstmtext.config import ClassifierOptions, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.core.model import Classifier
@@ -156,12 +157,14 @@ def train_classifier(
     stop_event: threading.Event | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    resume_fields: Collection[str] | None = None,
 ) -> TrainResult:
     """Read labelled data, build the tokenizer and model (fresh, from an LM, or the run's own on
     resume), fine-tune, and calibrate.
 
     A folder that already holds files is refused unless `resume` continues its run or
-    `overwrite` clears the old run first."""
+    `overwrite` clears the old run first. On resume, the options named in `resume_fields` (the
+    ones given; None: all) must be the run's (lstmtext.classifier.resume)."""
     out_dir = Path(out_dir)
     options = options or ClassifierOptions()
     device = select_device(train_config.device)
@@ -170,6 +173,10 @@ def train_classifier(
         kept_rng(device),
         claim_run_directory(out_dir, resume=resume, overwrite=overwrite) as run_directory,
     ):
+        if resume:  # before any data is read: options that differ from the run's are refused
+            train_config, options = resumed_settings(
+                resumed_config(out_dir), shape, tokenizer_config, train_config, options, resume_fields
+            )
         columns = Columns(label=options.label_column, text=options.text_column)
         data = read_labelled(sources, columns=columns)
         labels = data.label_names

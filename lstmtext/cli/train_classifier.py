@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lstmtext.cli.configs import check_max_time, classifier_options, training_configs
+from lstmtext.cli.configs import check_max_time, classifier_options, training_configs, typed_fields
 from lstmtext.cli.options import (
     DATA,
     OPTIM,
@@ -180,7 +180,18 @@ def train_classifier(
         options=options,
         overwrite=overwrite,
         resume=resume,
+        resume_fields=_typed(ctx),
     )
+
+
+def _typed(ctx: typer.Context) -> set[str]:
+    """The options a resume checks against the run's: those given on the command line."""
+    typed = typed_fields(ctx)
+    for option in ("batch_size", "teacher"):  # lstmtext.classifier.resume.KEPT: imports torch
+        source = ctx.get_parameter_source(option)
+        if source is not None and source.name == "COMMANDLINE":
+            typed.add(option)
+    return typed
 
 
 def train_classifier_command(
@@ -193,6 +204,7 @@ def train_classifier_command(
     options: ClassifierOptions,
     overwrite: bool = False,
     resume: bool = False,
+    resume_fields: set[str] | None = None,
 ) -> TrainResult:
     """Train, report one line per evaluation, and turn Ctrl-C into a clean stop with the best model kept."""
     from lstmtext.classifier.api import train_classifier as fine_tune
@@ -210,6 +222,7 @@ def train_classifier_command(
             stop_event=stop,
             overwrite=overwrite,
             resume=resume,
+            resume_fields=resume_fields,
         )
     if result.stop_reason == "interrupted":
         raise TrainingInterrupted(
