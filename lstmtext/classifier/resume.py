@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lstmtext.config import ClassifierOptions, ModelShape, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.config import ClassifierOptions, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.errors import CheckpointError, ConfigError
 from lstmtext.lm.api import check_resume_shape
 from lstmtext.runs import checkpoint as ckpt
+
+if TYPE_CHECKING:  # only named: lstmtext.config holds it, or lstmtext.lm.api in older trees
+    from lstmtext.config import ModelShape
 
 # The options besides the model's and tokenizer's that a resume keeps: another batch makes
 # other steps, another teacher other targets.
