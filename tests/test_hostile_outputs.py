@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import random_checkpoint, run_cli, tiny_tokenizer
+from tests.conftest import random_checkpoint, run_cli, tiny_tokenizer, write_labelled
 
 # ---- 18. classify --explain shows the review as written, never as escapes or markup
 # (a NUL never gets this far: a text holding one is refused as binary when it is read)
@@ -96,3 +96,25 @@ def test_export_json_holds_the_temperature_that_calibrates_the_logits(tmp_path: 
     assert shown.exit_code == 0, shown.stderr
     expected = json.loads(shown.stdout)["probabilities"]
     assert probabilities == pytest.approx([expected["negative"], expected["positive"]], abs=1e-5)
+
+
+# ---- 21. classify takes a TSV's first row for a header only when it names both columns
+
+
+def test_a_first_row_whose_text_is_the_word_text_is_classified(tmp_path: Path) -> None:
+    rows = write_labelled(tmp_path / "h.tsv", [("positive", "text"), ("negative", "awful film")])
+    result = run_cli(["classify", str(rows), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["input"] for line in result.stdout.splitlines()] == [f"{rows}:1", f"{rows}:2"]
+
+
+def test_a_header_naming_the_label_and_text_columns_is_skipped(tmp_path: Path) -> None:
+    for header, row in (
+        ("label\ttext", "negative\tawful film"),
+        ("id\ttext\tlabel", "7\tawful film\tnegative"),
+    ):
+        rows = tmp_path / "with_header.tsv"
+        rows.write_text(f"{header}\n{row}\n", encoding="utf-8")
+        result = run_cli(["classify", str(rows), "--json"])
+        assert result.exit_code == 0, result.stderr
+        assert [json.loads(line)["input"] for line in result.stdout.splitlines()] == [f"{rows}:2"]

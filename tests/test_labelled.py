@@ -177,7 +177,7 @@ def test_documents_from_files_folders_tsv_and_lines(tmp_path: Path, monkeypatch:
     write(folder / "sub" / "a.txt", "Good.")
     write(folder / "notes.md", "ignored")
     table = write(tmp_path / "t.tsv", "positive\tGreat.\nnegative\tPoor.\n")
-    headed = write(tmp_path / "h.tsv", "id\ttext\n7\tFine.\n")
+    headed = write(tmp_path / "h.tsv", "id\tlabel\ttext\n7\tpositive\tFine.\n")  # both columns named
     documents = list(read_documents([review, folder, table, headed]))
     assert documents == [
         Document(str(review), "Loved it.\nWould watch again.\n"),

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lstmtext.data.labelled import read_source
+from lstmtext.data.labelled import DEFAULT_COLUMNS, read_source
 from lstmtext.errors import DataError
 
 
@@ -44,13 +44,13 @@ def _documents_of(source: str, lines: bool, encoding: str) -> Iterator[Document]
     tsv = source.lower().endswith(".tsv")
     if tsv or lines:
         found = False
-        text_index: int | None = None  # from a header row naming a "text" column
+        text_index: int | None = None  # from a header row naming the columns
         for number, line in enumerate(text.split("\n"), start=1):
             line = line.removesuffix("\r")
             if not line.strip():
                 continue
-            if tsv and not found and text_index is None and "text" in line.split("\t"):
-                text_index = line.split("\t").index("text")
+            if tsv and not found and text_index is None and _is_header(line):
+                text_index = [field.strip() for field in line.split("\t")].index(DEFAULT_COLUMNS.text)
                 continue
             if tsv and "\t" in line:
                 fields = line.split("\t") if text_index is not None else line.split("\t", 1)
@@ -66,3 +66,10 @@ def _documents_of(source: str, lines: bool, encoding: str) -> Iterator[Document]
     if not text.strip():
         raise DataError(f"{name}: empty, nothing to classify")
     yield Document(name, text)
+
+
+def _is_header(line: str) -> bool:
+    """Whether a TSV's first row names its columns: both the label's and the text's. One that
+    names only one (`positive<TAB>text`) is a row whose text happens to be that word."""
+    fields = {field.strip() for field in line.split("\t")}
+    return {DEFAULT_COLUMNS.label, DEFAULT_COLUMNS.text} <= fields
