@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lstmtext.pretrained import default_classifier_dir
 from tests.conftest import random_checkpoint, run_cli, tiny_tokenizer, write_labelled
 
 # ---- 18. classify --explain shows the review as written, never as escapes or markup
@@ -118,3 +119,31 @@ def test_a_header_naming_the_label_and_text_columns_is_skipped(tmp_path: Path) -
         result = run_cli(["classify", str(rows), "--json"])
         assert result.exit_code == 0, result.stderr
         assert [json.loads(line)["input"] for line in result.stdout.splitlines()] == [f"{rows}:2"]
+
+
+# ---- 22. evaluate on data of one class: macro figures over the classes present, and a note
+
+
+def test_evaluate_on_one_class_averages_over_the_classes_present(tmp_path: Path) -> None:
+    rows = [("positive", f"A wonderful, moving film, beautifully acted. I loved it {i}.") for i in range(20)]
+    data = write_labelled(tmp_path / "p.tsv", rows)
+    model = str(default_classifier_dir())
+    result = run_cli(["evaluate", "-m", model, str(data)])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "lstmtext: note: class negative is absent from the data: "
+        "macro-F1 and average recall are over positive only"
+    ]
+    figures = dict(re.findall(r"(accuracy|macro-F1|average recall) ([0-9.]+)", result.stdout))
+    accuracy = float(figures["accuracy"])
+    assert float(figures["average recall"]) == pytest.approx(accuracy)
+    assert float(figures["macro-F1"]) == pytest.approx(2 * accuracy / (1 + accuracy), abs=1e-4)
+    negative_row = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["negative"])
+    assert "0.000" not in negative_row  # no recall claimed for a class the data lacks
+
+    result = run_cli(["evaluate", "-m", model, str(data), "--json"])
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["absent"] == ["negative"] and metrics["per_class"]["negative"]["recall"] is None
+    assert metrics["macro_f1"] == pytest.approx(metrics["per_class"]["positive"]["f1"])
+    assert metrics["average_recall"] == pytest.approx(metrics["per_class"]["positive"]["recall"])

@@ -249,9 +249,15 @@ class ClassificationMetrics:
     count: int
     reliability: Reliability | None = None  # calibration of the probabilities, when they were known
 
-    def per_class(self) -> dict[str, dict[str, float]]:
-        """Precision, recall and F1 of each class."""
+    def per_class(self) -> dict[str, dict[str, float | None]]:
+        """Precision, recall and F1 of each class; None where the data cannot say (the recall and
+        F1 of a class absent from the gold labels, the precision of one never predicted either)."""
         return {label: _prf(self.confusion, i) for i, label in enumerate(self.labels)}
+
+    @property
+    def absent(self) -> tuple[str, ...]:
+        """The classes no gold label names: the macro figures leave them out."""
+        return tuple(label for label, row in zip(self.labels, self.confusion, strict=True) if not sum(row))
 
     @property
     def average_recall(self) -> float:
@@ -268,6 +274,7 @@ class ClassificationMetrics:
             "labels": list(self.labels),
             "confusion": [list(row) for row in self.confusion],
             "per_class": self.per_class(),
+            "absent": list(self.absent),
         }
         if self.reliability is not None:
             result["ece"] = self.reliability.ece
@@ -275,12 +282,14 @@ class ClassificationMetrics:
         return result
 
 
-def _prf(confusion: Sequence[Sequence[int]], i: int) -> dict[str, float]:
+def _prf(confusion: Sequence[Sequence[int]], i: int) -> dict[str, float | None]:
     true_positive = confusion[i][i]
     predicted = sum(row[i] for row in confusion)
     actual = sum(confusion[i])
+    if not actual:  # absent from the data: a recall of 0 would be a claim the data cannot make
+        return {"precision": 0.0 if predicted else None, "recall": None, "f1": None}
     precision = true_positive / predicted if predicted else 0.0
-    recall = true_positive / actual if actual else 0.0
+    recall = true_positive / actual
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
 
@@ -288,7 +297,7 @@ def _prf(confusion: Sequence[Sequence[int]], i: int) -> dict[str, float]:
 def classification_metrics(
     gold: Sequence[int], predicted: Sequence[int], labels: Sequence[str]
 ) -> ClassificationMetrics:
-    """Accuracy, macro-F1 (mean of per-class F1, absent classes included) and the confusion matrix."""
+    """Accuracy, macro-F1 (mean of the F1 of the classes the gold labels name) and the confusion matrix."""
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
     size = len(labels)
@@ -297,7 +306,8 @@ def classification_metrics(
     table = tuple(tuple(int(v) for v in row) for row in confusion)
     count = len(gold)
     accuracy = float(np.trace(confusion)) / count if count else math.nan
-    macro_f1 = float(np.mean([_prf(table, i)["f1"] for i in range(size)])) if size else math.nan
+    scores = [f1 for i in range(size) if (f1 := _prf(table, i)["f1"]) is not None]
+    macro_f1 = float(np.mean(scores)) if scores else math.nan
     return ClassificationMetrics(tuple(labels), accuracy, macro_f1, table, count)
 
 

@@ -206,6 +206,14 @@ def _explain(
 def render_metrics(metrics: ClassificationMetrics, as_json: bool) -> None:
     """`lstmtext evaluate` on a classifier: accuracy, macro-F1 and the confusion matrix."""
     if as_json:
+    if metrics.absent:  # the macro figures leave them out; say so rather than show a recall of 0
+        present = [label for label in metrics.labels if label not in metrics.absent]
+        classes = "class {} is" if len(metrics.absent) == 1 else "classes {} are"
+        typer.echo(
+            f"lstmtext: note: {classes.format(', '.join(map(literal, metrics.absent)))} absent from the "
+            f"data: macro-F1 and average recall are over {', '.join(map(literal, present))} only",
+            err=True,
+        )
         typer.echo(json.dumps(metrics.to_dict()))
         return
     console = Console(soft_wrap=False)
@@ -220,8 +228,8 @@ def render_metrics(metrics: ClassificationMetrics, as_json: bool) -> None:
     table.add_column("recall", justify="right")
     per_class = metrics.per_class()
     for label, row in zip(metrics.labels, metrics.confusion, strict=True):
-        table.add_row(escaped(label), *map(str, row), f"{per_class[label]['recall']:.3f}")
-    table.add_row("precision", *(f"{per_class[label]['precision']:.3f}" for label in metrics.labels), "")
+        table.add_row(escaped(label), *map(str, row), _figure(per_class[label]["recall"]))
+    table.add_row("precision", *(_figure(per_class[label]["precision"]) for label in metrics.labels), "")
     console.print(table)
     if metrics.reliability is not None:
         from lstmtext.cli.reliability_render import reliability_table
@@ -231,3 +239,7 @@ def render_metrics(metrics: ClassificationMetrics, as_json: bool) -> None:
             f"({len(metrics.reliability.bins)} bins; 0 = perfectly calibrated)"
         )
         console.print(reliability_table(metrics.reliability))
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"  # None: the data cannot say (a class absent)
