@@ -339,9 +339,10 @@ def _temperature(value: Any) -> float:
 def _labels(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or len(value) > MAX_CLASSES:
         raise ConfigError(f"labels must be a list of at most {MAX_CLASSES} strings")
-    for label in value:
-        if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_CHARS:
-            raise ConfigError(f"each label must be a string of 1 to {MAX_LABEL_CHARS} characters")
+    for i, label in enumerate(value):  # distinct: --json's probabilities are keyed by label
+        if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_CHARS or label in value[:i]:
+            twice = f"; {label!r} is given twice" if label in value[:i] else ""
+            raise ConfigError(f"labels must be distinct strings of 1 to {MAX_LABEL_CHARS} characters{twice}")
     return tuple(value)
 
 

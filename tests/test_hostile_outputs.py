@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from lstmtext.pretrained import default_classifier_dir
-from tests.conftest import random_checkpoint, run_cli, tiny_tokenizer, write_labelled
+from tests.conftest import error_line, random_checkpoint, run_cli, snapshot, tiny_tokenizer, write_labelled
 
 # ---- 18. classify --explain shows the review as written, never as escapes or markup
 # (a NUL never gets this far: a text holding one is refused as binary when it is read)
@@ -147,3 +148,22 @@ def test_evaluate_on_one_class_averages_over_the_classes_present(tmp_path: Path)
     assert metrics["absent"] == ["negative"] and metrics["per_class"]["negative"]["recall"] is None
     assert metrics["macro_f1"] == pytest.approx(metrics["per_class"]["positive"]["f1"])
     assert metrics["average_recall"] == pytest.approx(metrics["per_class"]["positive"]["recall"])
+
+
+# ---- 23. a checkpoint whose labels repeat is refused when it is read
+
+
+def test_a_checkpoint_with_a_label_given_twice_is_refused(tmp_path: Path) -> None:
+    model = Path(shutil.copytree(default_classifier_dir(), tmp_path / "model"))
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(config | {"labels": ["negative", "negative"]}))
+    text = tmp_path / "t.txt"
+    text.write_text("A fine film.", encoding="utf-8")
+    before = snapshot(model)
+    for command in (["classify", "-m", str(model), "--json", str(text)], ["info", str(model)]):
+        result = run_cli(command)
+        assert result.exit_code == 1, result.stdout
+        line = error_line(result.stderr)
+        assert "'negative' is given twice" in line and "config.json" in line
+        assert result.stdout == ""
+    assert snapshot(model) == before
