@@ -212,3 +212,44 @@ def test_classifier_resume_with_the_same_options_continues(tiny_reviews: Path, t
     args = ["train-classifier", str(tiny_reviews), "--out", str(out), "--resume", *RESUME_ARGS]
     result = run_cli([*args, "--hidden", "16", "--max-steps", "8"])
     assert result.exit_code == 0, result.stderr
+
+
+# ---- 9. average refuses checkpoints of different runs, saying what differs
+
+
+def _tiny_run(tmp_path: Path, name: str, text: str, seed: str) -> Path:
+    from tests.conftest import TINY_TRAIN_ARGS
+
+    corpus = tmp_path / f"{name}.txt"
+    corpus.write_text(text, encoding="utf-8")
+    out = tmp_path / name
+    result = run_cli(["train", str(corpus), "--out", str(out), *TINY_TRAIN_ARGS, "--random-state", seed])
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_average_refuses_runs_trained_on_different_data(tiny_lm: Path, tmp_path: Path) -> None:
+    from tests.conftest import TINY_TEXT
+
+    other = _tiny_run(tmp_path, "other", TINY_TEXT.replace("be", "do").replace("the", "our"), "7")
+    result = run_cli(["average", str(tiny_lm), str(other), "--out", str(tmp_path / "avg")])
+    assert result.exit_code == 1
+    assert "trained on other data than" in error_line(result.stderr)
+    assert not (tmp_path / "avg").exists()
+
+
+def test_average_says_which_seed_differs(tiny_lm: Path, tmp_path: Path) -> None:
+    from tests.conftest import TINY_TEXT
+
+    other = _tiny_run(tmp_path, "seed8", TINY_TEXT, "8")
+    result = run_cli(["average", str(tiny_lm), str(other), "--out", str(tmp_path / "avg")])
+    assert result.exit_code == 1
+    line = error_line(result.stderr)
+    assert "another run" in line and "--random-state 8, not 7" in line
+    assert "not the same model" not in line
+
+
+def test_average_of_one_runs_checkpoints_still_works(tiny_lm: Path, tmp_path: Path) -> None:
+    step = tiny_lm / "checkpoints" / "step-00000010"
+    result = run_cli(["average", str(tiny_lm), str(step), "--out", str(tmp_path / "avg")])
+    assert result.exit_code == 0, result.stderr

@@ -17,6 +17,7 @@ Three things in lstmtext average; this module is the second:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ import torch
 from lstmtext.errors import CheckpointError
 from lstmtext.files import atomic_write_text
 from lstmtext.runs.checkpoint import Checkpoint, load_checkpoint, write_model_files
+from lstmtext.runs.checkpoint_files import TRAINER_STATE
+from lstmtext.runs.resume_files import resume_directory
 
 AVERAGED = "averaged.json"  # which checkpoints an averaged one came from
 
@@ -38,11 +41,14 @@ def average_checkpoints(directories: Sequence[Path]) -> Checkpoint:
     first = checkpoints[0]
     for other in checkpoints[1:]:
         if other.config.model != first.config.model:
-            raise CheckpointError(f"{other.path} is not the same model as {first.path} (config.json differs)")
+            raise CheckpointError(
+                f"{other.path} is not the same model as {first.path}: {_differences(first, other)}"
+            )
         if other.tokenizer.to_str() != first.tokenizer.to_str():
             raise CheckpointError(f"{other.path} has another tokenizer than {first.path}")
         if other.config.labels != first.config.labels:
             raise CheckpointError(f"{other.path} has other labels than {first.path}")
+        check_one_run(first, other)
     states = [checkpoint.model.state_dict() for checkpoint in checkpoints]
     for name, tensor in states[0].items():
         # Integer buffers (a two-level softmax's frequency order) are facts, not weights.
@@ -57,6 +63,45 @@ def average_checkpoints(directories: Sequence[Path]) -> Checkpoint:
         }
     first.model.load_state_dict(mean)  # a tied weight is one tensor under two names: both get the mean
     return first
+
+
+def check_one_run(first: Checkpoint, other: Checkpoint) -> None:
+    """Refuse checkpoints of two runs, by what each run recorded: the fingerprint of the data and
+    tokenizer in its trainer state, and its --random-state. Two runs' weights are unrelated
+    (units permuted, another valley of the loss): their mean is noise, whatever their shapes."""
+    ours, theirs = _fingerprint(first.path), _fingerprint(other.path)
+    if ours and theirs and ours.get("corpus") != theirs.get("corpus"):
+        raise CheckpointError(
+            f"{other.path} was trained on other data than {first.path} (the data fingerprints in their "
+            "trainer state differ): average checkpoints of one run"
+        )
+    seeds = first.config.train.random_state, other.config.train.random_state
+    if seeds[0] != seeds[1]:
+        raise CheckpointError(
+            f"{other.path} is another run than {first.path}: trained with --random-state {seeds[1]}, "
+            f"not {seeds[0]}; the weights of two runs do not average: average checkpoints of one run"
+        )
+
+
+def _fingerprint(path: Path) -> dict[str, str] | None:
+    """The data fingerprint a run recorded: in a step checkpoint's own trainer state, or in a run
+    folder's checkpoints/last; None where there is none (an export, an average, a pretrained model)."""
+    for directory in (path, resume_directory(path / "checkpoints" / "last")):
+        try:
+            state = json.loads((directory / TRAINER_STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        found = state.get("fingerprint") if isinstance(state, dict) else None
+        if isinstance(found, dict):
+            return found
+    return None
+
+
+def _differences(first: Checkpoint, other: Checkpoint) -> str:
+    """What differs between two model configs, `name a vs b` for each field."""
+    ours, theirs = dataclasses.asdict(first.config.model), dataclasses.asdict(other.config.model)
+    differ = [name for name in ours if ours[name] != theirs[name]]
+    return ", ".join(f"{name} {ours[name]!r} vs {theirs[name]!r}" for name in differ)
 
 
 def write_average(out_dir: Path, directories: Sequence[Path]) -> Checkpoint:
