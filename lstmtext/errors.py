@@ -48,6 +48,8 @@ class OutputLocked(LstmTextError):
 
 
 class Interrupted(LstmTextError):
-    """Ctrl-C in a command, carried past typer, which would turn it into a silent exit 130."""
+    """Ctrl-C (or SIGTERM) in a command, carried past typer, which would turn it into a silent exit 130."""
 
-    exit_code = 130
+    def __init__(self, message: str = "interrupted", signal_number: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number  # 130 for SIGINT, 143 for SIGTERM

@@ -4,9 +4,15 @@ data; the embedded sentiment classifier stands in where a trained model is neede
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +173,45 @@ def test_a_checkpoint_with_a_label_given_twice_is_refused(tmp_path: Path) -> Non
         assert "'negative' is given twice" in line and "config.json" in line
         assert result.stdout == ""
     assert snapshot(model) == before
+
+
+# ---- 24. a signal while training still reads its data stops it at once
+
+
+def _open_for_writing_once_read(fifo: Path, process: subprocess.Popen[str]) -> int:
+    """The FIFO's writing end, opened once `process` has opened it to read its corpus."""
+    deadline = time.monotonic() + 120  # the child imports torch first: seconds on a busy machine
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        time.sleep(0.05)
+    raise AssertionError(f"lstmtext train never read {fifo}: {process.communicate()}")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_training_reads_its_data_stops_it_at_once(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    fifo, out = tmp_path / "corpus.fifo", tmp_path / "run"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "lstmtext", "train", str(fifo), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = None
+    try:
+        writer = _open_for_writing_once_read(fifo, process)
+        os.write(writer, b"To be, or not to be, that is the question:\n")  # and more to come, never
+        time.sleep(0.5)
+        process.send_signal(signum)
+        started = time.monotonic()
+        stdout, stderr = process.communicate(timeout=30)
+        assert time.monotonic() - started < 5
+    finally:
+        process.kill()
+        if writer is not None:
+            os.close(writer)
+    assert process.returncode == code, stderr
+    assert (stdout, stderr) == ("", "lstmtext: interrupted\n")
+    assert not out.exists()  # nothing written

@@ -89,9 +89,9 @@ def run(argv: Sequence[str]) -> int:
     except typer.Abort:
         sys.stderr.write("lstmtext: interrupted\n")
         return 130
-    except Interrupted:
+    except Interrupted as stopped:
         sys.stderr.write("lstmtext: interrupted\n")
-        return 130
+        return stopped.exit_code
     except LstmTextError as error:
         if debug:
             traceback.print_exc()
