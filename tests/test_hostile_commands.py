@@ -253,3 +253,60 @@ def test_average_of_one_runs_checkpoints_still_works(tiny_lm: Path, tmp_path: Pa
     step = tiny_lm / "checkpoints" / "step-00000010"
     result = run_cli(["average", str(tiny_lm), str(step), "--out", str(tmp_path / "avg")])
     assert result.exit_code == 0, result.stderr
+
+
+# ---- 7. inspect --find: a pathological regex is stopped and refused in one line
+
+
+def test_a_pathological_find_pattern_is_stopped_in_one_line(
+    tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from lstmtext.core import pattern_search
+
+    monkeypatch.setattr(pattern_search, "SEARCH_SECONDS", 1.0)
+    monkeypatch.setattr(pattern_search.match_spans, "__defaults__", (1.0,))
+    started = time.monotonic()
+    result = run_cli(["inspect", "-m", str(tiny_lm), "--text", "a" * 1900 + "!", "--find", "(a+)+$"])
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 2
+    assert "was still searching 1,901 characters after 1 s" in error_line(result.stderr)
+
+
+def test_an_ordinary_find_pattern_still_ranks_units(tiny_lm: Path) -> None:
+    result = run_cli(
+        ["inspect", "-m", str(tiny_lm), "--text", "To be, or not to be", "--find", "be", "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["find"]["units"]
+
+
+# ---- 8. inspect reads only what it inspects, and --max-tokens is capped
+
+
+def test_inspect_reads_only_the_beginning_of_a_big_file(
+    tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lstmtext.cli import inspect as inspect_command
+
+    asked: list[int] = []
+
+    def spy(source: str, size: int, *args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(size)
+        return reading.read_prefix(source, size, *args, **kwargs)
+
+    monkeypatch.setattr(inspect_command, "read_prefix", spy)
+    big = tmp_path / "big.txt"
+    big.write_text("To be, or not to be, that is the question:\n" * 120_000, encoding="utf-8")  # 5 MB
+    result = run_cli(["inspect", "-m", str(tiny_lm), str(big), "--max-tokens", "100", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert asked == [100 * inspect_command.BYTES_PER_TOKEN]
+    assert len(json.loads(result.stdout)["tokens"]) == 100
+    assert "inspecting the first 100 tokens only" in result.stderr
+
+
+def test_inspect_refuses_max_tokens_beyond_the_cap(tiny_lm: Path) -> None:
+    result = run_cli(["inspect", "-m", str(tiny_lm), "--text", "To be", "--max-tokens", "100000"])
+    assert result.exit_code == 2
+    assert "--max-tokens" in result.stderr and "10000" in result.stderr

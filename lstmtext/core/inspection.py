@@ -17,7 +17,6 @@ so they are exactly what the fused model computes. On top of that record:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ from torch import Tensor
 
 from lstmtext.core.cell import GateTrace
 from lstmtext.core.model import Classifier, LanguageModel
+from lstmtext.core.pattern_search import match_spans
 from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.errors import ConfigError
 
@@ -231,17 +231,14 @@ def pattern_indicator(inspection: Inspection, pattern: str) -> Tensor:
     """(T,) 1.0 where a token's text overlaps a match of `pattern`, else 0.0.
 
     The pattern is a Python regular expression searched in the decoded text (the input
-    itself at char and BPE level) with re.MULTILINE, so ^ and $ match at line breaks.
+    itself at char and BPE level) with re.MULTILINE, so ^ and $ match at line breaks; a search
+    still running after lstmtext.core.pattern_search.SEARCH_SECONDS is refused.
     """
-    try:
-        regex = re.compile(pattern, re.MULTILINE)
-    except re.error as error:
-        raise ConfigError(f"invalid regular expression {pattern!r}: {error}") from None
     inside = torch.zeros(len(inspection.text) + 1, dtype=torch.int32)
-    for match in regex.finditer(inspection.text):
-        if match.end() > match.start():
-            inside[match.start()] += 1
-            inside[match.end()] -= 1
+    # In a child with a time limit: a pathological pattern must not run until killed.
+    for start, end in match_spans(pattern, inspection.text):
+        inside[start] += 1
+        inside[end] -= 1
     covered = torch.cumsum(inside, dim=0)[:-1] > 0  # (chars,) inside some match
     indicator = torch.zeros(len(inspection))
     for k, (start, end) in enumerate(inspection.spans):
