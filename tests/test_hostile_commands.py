@@ -310,3 +310,43 @@ def test_inspect_refuses_max_tokens_beyond_the_cap(tiny_lm: Path) -> None:
     result = run_cli(["inspect", "-m", str(tiny_lm), "--text", "To be", "--max-tokens", "100000"])
     assert result.exit_code == 2
     assert "--max-tokens" in result.stderr and "10000" in result.stderr
+
+
+# ---- 13. Ctrl-C before a classifier's first step: exit 130 at once, nothing trained kept
+
+
+def test_ctrl_c_while_the_data_is_prepared_ends_at_once_and_writes_nothing(
+    tiny_reviews: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    from lstmtext.data import tokenizer
+
+    train = tokenizer.TextTokenizer.train
+
+    def interrupted_while_training(*args, **kwargs):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the next line
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(tokenizer.TextTokenizer, "train", interrupted_while_training)
+    out = tmp_path / "c"
+    result = run_cli(["train-classifier", str(tiny_reviews), "--out", str(out), *TEACHER_ARGS])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "lstmtext: interrupted"
+    assert not out.exists() or not any(out.rglob("*.safetensors"))
+
+
+def test_ctrl_c_before_the_first_step_says_nothing_was_trained(
+    tiny_reviews: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lstmtext.training.loop import Trainer
+
+    monkeypatch.setattr(Trainer, "_should_stop", lambda self: "interrupted")
+    out = tmp_path / "c"
+    result = run_cli(["train-classifier", str(tiny_reviews), "--out", str(out), *TEACHER_ARGS])
+    assert result.exit_code == 130
+    line = error_line(result.stderr)
+    assert "interrupted before the first step: nothing was trained" in line
+    assert "best classifier" not in line
+    assert not any(out.rglob("*.safetensors")) and not (out / "config.json").exists()

@@ -212,6 +212,9 @@ def train_classifier(
         run_directory.begin()
         try:
             result = trainer.fit(resume=resume)
+            if result.stop_reason == "interrupted" and result.steps == 0 and not resume:
+                discard_untrained(out_dir)
+                return result
             task = trainer.task
             assert isinstance(task, ClassifierTask)
             if result.best_step is not None and result.stop_reason != "diverged" and task.val_ids is not None:
@@ -219,6 +222,16 @@ def train_classifier(
         except OSError as error:  # the loop reads nothing: a failed write (full disk, read-only)
             raise ckpt.save_error(out_dir, error) from error
         return result
+
+
+def discard_untrained(out_dir: Path) -> None:
+    """Remove what a new run wrote before its first step (its untrained model, the resume
+    checkpoint of step 0): interrupted there, nothing was trained worth keeping."""
+    import shutil
+
+    for name in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.WEIGHTS, ckpt.METRICS):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
 
 
 def classifier_trainer(

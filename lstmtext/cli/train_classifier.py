@@ -224,6 +224,11 @@ def train_classifier_command(
             resume=resume,
             resume_fields=resume_fields,
         )
+    if result.stop_reason == "interrupted" and result.steps == 0:
+        raise TrainingInterrupted(
+            f"interrupted before the first step: nothing was trained, no classifier written in {out}",
+            received[0] if received else signal.SIGINT,
+        )
     if result.stop_reason == "interrupted":
         raise TrainingInterrupted(
             f"interrupted at step {result.steps}; the best classifier so far and a checkpoint are in "
