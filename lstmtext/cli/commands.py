@@ -47,6 +47,11 @@ COMMANDS: dict[str, Entry] = {
         "Sample text from a language model, printing each token as it is made.",
         no_args_is_help=False,
     ),
+    "copies": Entry(
+        "copies",
+        "copies",
+        "How much of a model's samples is copied from its corpus, and how repetitive they are.",
+    ),
     "classify": Entry(
         "classify",
         "classify",
