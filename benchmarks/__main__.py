@@ -35,6 +35,7 @@ MODULES = (
     "generation",
     "classification",
     "calibration",
+    "finetune",
 )
 
 

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from benchmarks import cpu_model, result
-from lstmtext.classifier.calibration import fit_temperature, read_validation, reliability, softmax
+from lstmtext.classifier.calibrate import read_validation
+from lstmtext.classifier.calibration import fit_temperature, reliability, softmax
 from lstmtext.classifier.explain import explain
 from lstmtext.classifier.predict import Predictor, length_buckets, pad_batch
 from lstmtext.data.labelled import read_labelled

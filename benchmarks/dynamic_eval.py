@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from lstmtext.core.model import LanguageModel
-from lstmtext.data.corpus import TokenStream, read_text
+from lstmtext.data.corpus import TokenStream
+from lstmtext.data.sources import read_text
 from lstmtext.lm.dynamic_eval import DynamicEvaluation, dynamic_loss
 from lstmtext.lm.task import evaluate_stream
 from lstmtext.runs.checkpoint import load_checkpoint

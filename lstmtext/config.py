@@ -164,6 +164,25 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ModelShape:
+    """The model options a user picks: ModelConfig less what the data and the task decide (the
+    vocabulary size, the task, the classes), with ModelConfig's defaults."""
+
+    embedding_dim: int = ModelConfig.embedding_dim
+    hidden_size: int = ModelConfig.hidden_size
+    num_layers: int = ModelConfig.num_layers
+    dropout: float = ModelConfig.dropout
+    embedding_dropout: float = ModelConfig.embedding_dropout
+    locked_dropout: bool = ModelConfig.locked_dropout
+    weight_drop: float = ModelConfig.weight_drop
+    tie_weights: bool = ModelConfig.tie_weights
+    softmax_cutoff: int = ModelConfig.softmax_cutoff
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(vocab_size=vocab_size, **dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     seq_len: int = 100
     vary_seq_len: bool = False  # AWD-LSTM's variable BPTT: each window's length drawn around seq_len
@@ -194,6 +213,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     threads: int | None = None
+    start_from: str | None = None  # language model: fine-tuned from this model (train --from)
+    added_tokens: int = 0  # new tokens its vocabulary grew by, to cover the corpus
 
     def __post_init__(self) -> None:
         _require(self.seq_len >= 1, f"seq len must be positive, not {self.seq_len}")

@@ -12,7 +12,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """One thing the loop has to say. kind: log | eval | checkpoint | warning | stop, or prepare
+    """One thing the loop has to say. kind: log | eval | checkpoint | warning | note | stop, or prepare
     (tokenising a big corpus into its id cache: step and total_steps are bytes done and in all)."""
 
     kind: str

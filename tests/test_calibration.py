@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lstmtext.classifier.calibrate import calibrate
 from lstmtext.classifier.calibration import (
     UNCERTAIN,
-    calibrate,
     fit_temperature,
     nll,
     reliability,
@@ -192,9 +192,10 @@ def test_calibrate_command(
     assert result.exit_code == 0, result.stderr
     assert "temperature" in result.stdout and "on 40 texts" in result.stdout
     assert f"{read_config(model).temperature:.4f}" in result.stdout and read_config(model).temperature != 1.0
+    fitted = read_config(model).temperature
     result = cli(["calibrate", "-m", str(model), str(tiny_reviews)])  # all right: nothing to fit
-    assert result.exit_code == 0 and "temperature stays 1" in result.stderr
-    assert read_config(model).temperature == 1.0
+    assert result.exit_code == 1 and "stored temperature is kept" in result.stderr
+    assert read_config(model).temperature == fitted
 
 
 def test_build_embeds_a_classifier_with_a_temperature_fitted_on_held_out_data(

@@ -12,7 +12,7 @@ import pytest
 from lstmtext.corpora import catalogue, resolve
 from lstmtext.corpora.resolve import REPOSITORY_ROOT, CorpusEntry, CorpusFile, default_search_dirs
 from lstmtext.corpora.samples import sample_labelled, sample_text, write_sample_labelled, write_sample_text
-from lstmtext.data.corpus import read_text
+from lstmtext.data.sources import read_text
 from lstmtext.errors import CorpusError
 
 SHARED = REPOSITORY_ROOT.parent / "shared" / "corpora"

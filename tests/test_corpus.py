@@ -9,7 +9,8 @@ import torch
 
 from lstmtext.config import TokenizerConfig
 from lstmtext.corpora.samples import sample_text, write_sample_text
-from lstmtext.data.corpus import TokenStream, cached_ids, fit_batch_shape, read_text, split_ids
+from lstmtext.data.corpus import TokenStream, cached_ids, fit_batch_shape, split_ids
+from lstmtext.data.sources import read_text
 from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.errors import CorpusError
 

@@ -140,6 +140,7 @@ def embedded(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.M
     from lstmtext.pretrained.build import build
 
     build(tiny_models["runs/shakespeare"], tmp_path / "pretrained" / pretrained.SHAKESPEARE)
+    build(tiny_models["runs/shakespeare"], tmp_path / "pretrained" / pretrained.ENGLISH)
     build(tiny_models["sentiment"], tmp_path / "pretrained" / pretrained.SENTIMENT)
     monkeypatch.setattr(pretrained, "PRETRAINED", tmp_path / "pretrained")
 
@@ -148,7 +149,7 @@ def scratch_folder(folder: Path) -> None:
     """The files the docs' commands name, tiny."""
     from lstmtext.corpora.samples import write_sample_labelled
 
-    for name in ("tiny.txt", "input.txt", "play.txt", "val.txt", "corpus.txt"):
+    for name in ("tiny.txt", "input.txt", "play.txt", "val.txt", "corpus.txt", "my.txt"):
         (folder / name).write_text(PLAY, encoding="utf-8")
     write_sample_labelled(folder / "tiny.tsv", n=60, seed=1)
     (folder / "review.txt").write_text("A joy from start to finish.\n", encoding="utf-8")
@@ -174,7 +175,9 @@ def substituted(words: list[str], folder: Path, tiny_models: dict[str, Path]) ->
             word = str(sorted((run / "checkpoints").glob("step-*"))[-1])
         word = SUBSTITUTIONS.get((before, word), word)
         out.append(word)
-    if out[1] in ("train", "train-classifier"):
+    if out[1] == "train" and "--from" in out:  # the model started from sets the sizes
+        out += TINY_TRAIN[6:]
+    elif out[1] in ("train", "train-classifier"):
         out += TINY_TRAIN if out[1] == "train" else TINY_CLASSIFIER
         if "--max-steps" not in out:
             out += ["--max-steps", "2"]

@@ -319,17 +319,17 @@ def test_build_writes_a_small_fp16_checkpoint(tiny_lm: Path, tmp_path: Path) -> 
 def test_without_model_option_the_embedded_model_is_used(
     cli, tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    build(tiny_lm, tmp_path / pretrained.SHAKESPEARE)
+    build(tiny_lm, tmp_path / pretrained.ENGLISH)
     monkeypatch.setattr(pretrained, "PRETRAINED", tmp_path)
     args = ["generate", "--seed", SEED, "-n", "30", "--random-state", "4"]
     default = cli(args)
     assert default.exit_code == 0, default.stderr
-    assert default.stdout == cli([*args, "--model", str(tmp_path / pretrained.SHAKESPEARE)]).stdout
+    assert default.stdout == cli([*args, "--model", str(tmp_path / pretrained.ENGLISH)]).stdout
     assert default.stdout.startswith(SEED) and len(default.stdout) > len(SEED)
 
 
 @pytest.mark.skipif(
-    not (pretrained.PRETRAINED / pretrained.SHAKESPEARE / "model.safetensors").exists(),
+    not (pretrained.PRETRAINED / pretrained.ENGLISH / "model.safetensors").exists(),
     reason="embedded model not built",
 )
 def test_embedded_model_generates_with_no_model_option(cli) -> None:

@@ -9,9 +9,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from lstmtext.config import RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.config import ModelShape, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.data.tokenizer import TextTokenizer
-from lstmtext.lm.api import ModelShape
 from lstmtext.lm.task import language_model_trainer, window_length
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS, train_whole_and_split

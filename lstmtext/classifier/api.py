@@ -20,18 +20,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from lstmtext.classifier.calibrate import calibrate_run
 from lstmtext.classifier.distill import teacher_probabilities
 from lstmtext.classifier.resume import resumed_config, resumed_settings
 from lstmtext.classifier.task import ClassifierTask
-from lstmtext.config import ClassifierOptions, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.config import (
+    ClassifierOptions,
+    ModelConfig,
+    ModelShape,
+    RunConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
 from lstmtext.core.model import Classifier
 from lstmtext.data.labelled import Columns, LabelledData, read_labelled
 from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.device import kept_rng, resolve_precision, select_device
 from lstmtext.errors import CheckpointError, ConfigError
 from lstmtext.events import TrainEvent, TrainResult
-from lstmtext.lm.api import ModelShape, run_fingerprint
 from lstmtext.runs import checkpoint as ckpt
+from lstmtext.runs.resume_files import run_fingerprint
 from lstmtext.runs.run_directory import claim_run_directory
 from lstmtext.threads import torch_threads
 from lstmtext.training.loop import Trainer
@@ -129,22 +137,6 @@ def build_classifier(
     return model, tokenizer, tokenizer_config
 
 
-def calibrate(task: ClassifierTask, run_config: RunConfig, out_dir: Path) -> float:
-    """Fit the temperature of the best weights on the validation data; store it in config.json.
-
-    The best weights are read back from disk into a copy, so the trained model (the last
-    weights) is left as it was."""
-    from lstmtext.classifier.calibration import fit_temperature
-
-    assert task.val_targets is not None
-    best = Classifier(run_config.model)
-    ckpt.load_weights(best, out_dir / ckpt.WEIGHTS)
-    temperature = fit_temperature(task.logits(best.to(task.device)), task.val_targets)
-    calibrated = replace(run_config, temperature=temperature)
-    ckpt.atomic_write_text(out_dir / ckpt.CONFIG, calibrated.to_json())
-    return temperature
-
-
 def train_classifier(
     sources: Sequence[str | Path],
     tokenizer_config: TokenizerConfig,
@@ -218,7 +210,7 @@ def train_classifier(
             task = trainer.task
             assert isinstance(task, ClassifierTask)
             if result.best_step is not None and result.stop_reason != "diverged" and task.val_ids is not None:
-                result.temperature = calibrate(task, run_config, out_dir)
+                result.temperature = calibrate_run(task, run_config, out_dir)
         except OSError as error:  # the loop reads nothing: a failed write (full disk, read-only)
             raise ckpt.save_error(out_dir, error) from error
         return result

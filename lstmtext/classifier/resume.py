@@ -12,15 +12,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from lstmtext.config import ClassifierOptions, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.config import ClassifierOptions, ModelShape, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.errors import CheckpointError, ConfigError
-from lstmtext.lm.api import check_resume_shape
 from lstmtext.runs import checkpoint as ckpt
-
-if TYPE_CHECKING:  # only named: lstmtext.config holds it, or lstmtext.lm.api in older trees
-    from lstmtext.config import ModelShape
+from lstmtext.runs.resume_files import check_resume_shape
 
 # The options besides the model's and tokenizer's that a resume keeps: another batch makes
 # other steps, another teacher other targets.
@@ -47,12 +43,12 @@ def resumed_settings(
     against the run's, the rest of KEPT taken from it."""
     check_resume_shape(previous, shape, tokenizer_config, typed)
     kept = previous.classifier or ClassifierOptions()
-    asked = {"batch_size": train_config.batch_size, "teacher": options.teacher}
-    was = {"batch_size": previous.train.batch_size, "teacher": kept.teacher}
+    asked: dict[str, object] = {"batch_size": train_config.batch_size, "teacher": options.teacher}
+    was: dict[str, object] = {"batch_size": previous.train.batch_size, "teacher": kept.teacher}
     for name in KEPT:
         if (typed is None or name in typed) and asked[name] != was[name]:
             raise ConfigError(
                 f"cannot resume with {name} {asked[name]!r}: the run in --out was trained with "
                 f"{was[name]!r}; leave the option out, or start a new run"
             )
-    return replace(train_config, batch_size=was["batch_size"]), replace(options, teacher=was["teacher"])
+    return replace(train_config, batch_size=previous.train.batch_size), replace(options, teacher=kept.teacher)

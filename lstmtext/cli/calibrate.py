@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from lstmtext.classifier.calibration import calibrate as fit_and_store
+from lstmtext.classifier.calibrate import calibrate as fit_and_store
+from lstmtext.cli.options import model_folder
 from lstmtext.data.labelled import Columns
 
 
@@ -17,7 +18,14 @@ def calibrate(
         typer.Argument(help="Labelled validation data (TSV, CSV, JSONL or a folder per label)."),
     ],
     model: Annotated[
-        Path, typer.Option("--model", "-m", help="Classifier checkpoint to calibrate.", show_default=False)
+        Path,
+        typer.Option(
+            "--model",
+            "-m",
+            parser=model_folder,
+            help="Classifier checkpoint to calibrate.",
+            show_default=False,
+        ),
     ],
     max_per_file: Annotated[
         int | None,

@@ -14,7 +14,7 @@ from rich.table import Table
 from lstmtext.classifier.calibration import UNCERTAIN, verdict
 from lstmtext.classifier.explain import Explanation
 from lstmtext.classifier.predict import ClassificationMetrics, Ensemble, Prediction, Predictor, load_predictor
-from lstmtext.cli.options import MAX_THREADS
+from lstmtext.cli.options import MAX_THREADS, model_folder
 from lstmtext.cli.untrusted import escaped, json_line, literal
 from lstmtext.config import ClassifyPrecision
 from lstmtext.data.documents import Document, read_documents
@@ -37,6 +37,7 @@ def classify(
         typer.Option(
             "--model",
             "-m",
+            parser=model_folder,
             help="Classifier checkpoint (default: the embedded sentiment model). Given more than "
             "once: an ensemble, labelling by the mean of their probabilities.",
         ),
@@ -205,7 +206,6 @@ def _explain(
 
 def render_metrics(metrics: ClassificationMetrics, as_json: bool) -> None:
     """`lstmtext evaluate` on a classifier: accuracy, macro-F1 and the confusion matrix."""
-    if as_json:
     if metrics.absent:  # the macro figures leave them out; say so rather than show a recall of 0
         present = [label for label in metrics.labels if label not in metrics.absent]
         classes = "class {} is" if len(metrics.absent) == 1 else "classes {} are"
@@ -214,6 +214,7 @@ def render_metrics(metrics: ClassificationMetrics, as_json: bool) -> None:
             f"data: macro-F1 and average recall are over {', '.join(map(literal, present))} only",
             err=True,
         )
+    if as_json:
         typer.echo(json.dumps(metrics.to_dict()))
         return
     console = Console(soft_wrap=False)

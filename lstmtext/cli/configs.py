@@ -21,7 +21,7 @@ from lstmtext.config import ClassifierOptions, TokenizerConfig, TrainConfig
 from lstmtext.errors import ConfigError
 
 if TYPE_CHECKING:
-    from lstmtext.lm.api import ModelShape
+    from lstmtext.config import ModelShape
 
 TOKENIZER_FIELDS = {
     "level": "level",
@@ -80,7 +80,7 @@ def check_max_time(max_time: float | None) -> None:
 def training_configs(params: Mapping[str, Any]) -> tuple[TokenizerConfig, ModelShape, TrainConfig]:
     """The tokenizer config, model shape and training config the options ask for; the shape's
     sizes are checked before any data is read."""
-    from lstmtext.lm.api import ModelShape  # imports torch
+    from lstmtext.config import ModelShape
 
     tokenizer_config = TokenizerConfig(**_fields(params, TOKENIZER_FIELDS))
     shape = ModelShape(**_fields(params, SHAPE_FIELDS))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from lstmtext.cli.options import model_folder
 from lstmtext.errors import ConfigError
 from lstmtext.lm.api import evaluate_language_model
 from lstmtext.lm.dynamic_eval import DynamicEvaluation
@@ -23,6 +24,7 @@ def evaluate(
         typer.Option(
             "--model",
             "-m",
+            parser=model_folder,
             help="Checkpoint directory. Given more than once, their ensemble: the mean of their "
             "probabilities (of the next token, or of the classes); all of one task and tokenizer.",
         ),

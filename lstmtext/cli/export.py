@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lstmtext.cli.options import output_folder
+from lstmtext.cli.options import model_folder, output_folder
 from lstmtext.runs.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model
 
 
@@ -18,7 +18,10 @@ def export(
             parser=output_folder, help="Output folder: model.onnx or model.pt2, tokenizer.json, export.json."
         ),
     ],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory (a run or a model).")],
+    model: Annotated[
+        Path,
+        typer.Option("--model", "-m", parser=model_folder, help="Checkpoint directory (a run or a model)."),
+    ],
     file_format: Annotated[
         str,
         typer.Option(

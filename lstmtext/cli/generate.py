@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 import torch
 import typer
 
-from lstmtext.cli.options import MAX_THREADS
+from lstmtext.cli.options import MAX_THREADS, model_folder
 from lstmtext.config import StepPrecision
 from lstmtext.core.model import LanguageModel
 from lstmtext.data.tokenizer import TextTokenizer
@@ -153,7 +153,12 @@ def _interactive(session: Session, tokenizer: TextTokenizer, seed: str) -> None:
 def generate(
     model: Annotated[
         Path | None,
-        typer.Option("--model", "-m", help="Checkpoint directory (default: the embedded Shakespeare model)."),
+        typer.Option(
+            "--model",
+            "-m",
+            parser=model_folder,
+            help="Checkpoint directory or embedded model (default: english; also shakespeare).",
+        ),
     ] = None,
     seed: Annotated[
         str,
@@ -222,7 +227,9 @@ def generate(
 ) -> None:
     """Sample text from a language model, printing each token as it is made.
 
-    Example: [bold]lstmtext generate --seed "ROMEO:" --length 300 --temperature 0.8 --random-state 1[/]
+    Example: [bold]lstmtext generate --seed "The old house" --length 300 --temperature 0.8[/]
+
+    Shakespeare: [bold]lstmtext generate --model shakespeare --seed "ROMEO:"[/]
     """
     config = GenerateConfig(
         length=length,

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lstmtext.cli.options import model_folder
 from lstmtext.cli.untrusted import escaped
 from lstmtext.core.model import count_parameters
 from lstmtext.errors import CheckpointError
+from lstmtext.pretrained import embedded_name
 from lstmtext.runs.average import AVERAGED
 from lstmtext.runs.checkpoint import BEST, load_checkpoint
 from lstmtext.runs.run_directory import read_metrics
 
 
 def info(
-    model: Annotated[Path, typer.Argument(help="Checkpoint directory.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            parser=model_folder, help="Checkpoint directory, or an embedded model's name (english, ...)."
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Config, parameter count, vocabulary size and training summary of a checkpoint."""
     checkpoint = load_checkpoint(model)
     config = checkpoint.config
-    summary = {
+    summary: dict[str, Any] = {
         "path": str(model),
+        "embedded_model": embedded_name(model),  # which one, when a name chose it
         "task": config.model.task,
         "level": config.tokenizer.level,
         "vocab_size": checkpoint.tokenizer.vocab_size,
@@ -43,6 +52,8 @@ def info(
         "weight_average_decay": config.train.ema or None,  # the kept weights are an average (--ema)
         "activation_penalty": config.train.activation_penalty or None,  # AR (--ar)
         "temporal_penalty": config.train.temporal_penalty or None,  # TAR (--tar)
+        "started_from": config.train.start_from,  # fine-tuned from this language model (train --from)
+        "added_tokens": config.train.added_tokens or None,  # ... and its vocabulary grew by these
         "format_version": config.format_version,
     }
     averaged = _read_record(model / AVERAGED)
@@ -53,8 +64,11 @@ def info(
         summary["best"] = best
     records = read_metrics(model)
     if records:
-        summary["steps"] = records[-1].get("step")
-        summary["elapsed_minutes"] = round(records[-1].get("elapsed", 0.0) / 60, 2)
+        # metrics.jsonl is a log anyone can edit: a field of the wrong type is left out, not fatal.
+        step, elapsed = records[-1].get("step"), records[-1].get("elapsed")
+        summary["steps"] = step if isinstance(step, int) and not isinstance(step, bool) else None
+        if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool) and math.isfinite(elapsed):
+            summary["elapsed_minutes"] = round(elapsed / 60, 2)
     if as_json:
         typer.echo(json.dumps(summary))
         return

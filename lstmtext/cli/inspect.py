@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from lstmtext.cli import inspect_render as render
+from lstmtext.cli.options import model_folder
 from lstmtext.core.inspection import (
     GateSaturation,
     Inspection,
@@ -48,7 +49,10 @@ class Quantity(str, Enum):
 
 
 def inspect(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint directory.", show_default=False)],
+    model: Annotated[
+        Path,
+        typer.Option("--model", "-m", parser=model_folder, help="Checkpoint directory.", show_default=False),
+    ],
     file: Annotated[
         str | None, typer.Argument(help="Text file to inspect, or - for stdin.", show_default=False)
     ] = None,

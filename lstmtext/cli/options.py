@@ -144,6 +144,16 @@ Ema = Annotated[
 # ---- run
 
 
+def model_folder(value: str) -> Path:
+    """--model/--from as given: a folder, or an embedded model's name (english, shakespeare,
+    sentiment) where no folder of that name is here."""
+    from lstmtext.pretrained import resolve_model
+
+    if not value.strip():
+        raise typer.BadParameter("is empty (an unset variable?): name a model folder")
+    return resolve_model(value)
+
+
 def output_folder(value: str) -> Path:
     """--out as given: an empty value (an unset shell variable in quotes) would become Path('.'),
     the current folder, so it is refused rather than written into or cleared."""
@@ -211,6 +221,7 @@ StartFrom = Annotated[
     Path | None,
     typer.Option(
         "--from",
+        parser=model_folder,
         help="Start from this language model's tokenizer, embedding and core (ULMFiT), or a "
         "classifier's (its head too when the labels are the same); its tokenizer and sizes replace "
         "--level, --vocab-size, --min-frequency, --max-vocab, --lowercase, --layers, --hidden and --embed.",
@@ -237,6 +248,7 @@ Teacher = Annotated[
     Path | None,
     typer.Option(
         "--teacher",
+        parser=model_folder,
         help="A trained classifier of the same classes, or a file of its answers (JSON lines of "
         "text and probabilities), whose probabilities the model also learns (distillation).",
         rich_help_panel=CLASSIFY,

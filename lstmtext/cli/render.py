@@ -128,9 +128,10 @@ class TrainingDisplay:
         if event.kind == "prepare":
             self._prepare(event)
             return
-        if event.kind in ("warning", "stop"):
+        if event.kind in ("warning", "note", "stop"):
             # One line, however narrow the terminal, in the form every lstmtext warning has.
-            text = f"lstmtext: warning: {event.message}" if event.kind == "warning" else event.message
+            prefix = {"warning": "lstmtext: warning: ", "note": "lstmtext: "}.get(event.kind, "")
+            text = prefix + event.message
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
             return
         if event.kind == "eval":

@@ -47,6 +47,7 @@ from lstmtext.cli.options import (
     Warmup,
     WeightDecay,
     WeightDrop,
+    model_folder,
     output_folder,
     stop_on_signals,
 )
@@ -212,7 +213,18 @@ def train(
     # Deprecated for a release: `--task classify` and the options only it reads, hidden from the
     # help; `lstmtext train-classifier` shows them, and only the options a classifier uses.
     task: Annotated[Task, typer.Option(hidden=True)] = Task.lm,
-    start_from: Annotated[Path | None, typer.Option("--from", hidden=True)] = None,
+    start_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            parser=model_folder,
+            help="Fine-tune this language model (a run folder, or an embedded model: english, "
+            "shakespeare) instead of starting from random weights. Its tokenizer and sizes are kept; "
+            "a char or word vocabulary grows to cover the corpus. Unless given: --lr 1e-3, --schedule "
+            "cosine, --warmup 50, --dropout 0.1.",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
     label_column: Annotated[str, typer.Option(hidden=True)] = "label",
     text_column: Annotated[str, typer.Option(hidden=True)] = "text",
     max_tokens: Annotated[int, typer.Option(hidden=True)] = 512,
@@ -229,6 +241,7 @@ def train(
     from lstmtext import distributed
     from lstmtext.cli.render import TrainingDisplay, best_text, summary_line
     from lstmtext.lm.api import train_language_model
+    from lstmtext.lm.transfer import FINE_TUNING_DEFAULTS
 
     if errors not in ("strict", "replace", "ignore"):
         raise ConfigError(f"--errors must be strict, replace or ignore, not {errors!r}")
@@ -255,15 +268,18 @@ def train(
                 err=True,
             )
     # The options reach the configs by name (cli/configs.py), as train-classifier's do.
-    tokenizer_config, shape, train_config = training_configs(ctx.params)
+    params, shape_fields = dict(ctx.params), typed_fields(ctx)
+    if start_from is not None and task is Task.lm:
+        # Fine-tuning's own defaults for what the user left out (lstmtext.lm.transfer).
+        for option, value in FINE_TUNING_DEFAULTS.items():
+            source = ctx.get_parameter_source(option)
+            if source is None or source.name != "COMMANDLINE":
+                params[option] = value
+        shape_fields.add("dropout")
+    tokenizer_config, shape, train_config = training_configs(params)
     if task is Task.classify and (ar > 0 or tar > 0):
         raise typer.BadParameter(
             "AR and TAR regularise language-model training only", param_hint="--ar/--tar"
-        )
-    if start_from is not None and task is not Task.classify:
-        # a language model starts from scratch or resumes; silently ignoring --from would train from scratch
-        raise typer.BadParameter(
-            "starts a classifier only: use lstmtext train-classifier (or --resume)", param_hint="--from"
         )
     if task is Task.classify:  # deprecated: labelled data -> classifier head on the same core
         from lstmtext.cli.train_classifier import train_classifier_command
@@ -287,7 +303,8 @@ def train(
             val_sources=val,
             resume=resume,
             overwrite=overwrite,
-            shape_fields=typed_fields(ctx),
+            shape_fields=shape_fields,
+            start_from=start_from,
             encoding=encoding,
             errors=errors,
             on_event=display,

@@ -65,9 +65,8 @@ from lstmtext.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 # classifier_train, distributed and language_model import torch (seconds): each is imported
 # where it is used, so that `lstmtext train-classifier --help` shows at once.
 if TYPE_CHECKING:
-    from lstmtext.config import ClassifierOptions
+    from lstmtext.config import ClassifierOptions, ModelShape
     from lstmtext.events import TrainResult
-    from lstmtext.lm.api import ModelShape
 
 
 def train_classifier(

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmtext.data.corpus import cached_ids, decode_corpus
+from lstmtext.data.corpus import cached_ids
+from lstmtext.data.sources import decode_corpus, is_compressed, open_corpus
 from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.distributed import Distributed
 from lstmtext.errors import ConfigError, CorpusError
@@ -25,6 +26,7 @@ from lstmtext.events import TrainEvent
 # In memory, a corpus costs its bytes, its str and its ids (2-4 bytes per token): from
 # about this size the memory map is the better deal, and preparing it once pays for itself.
 BIG_CORPUS_BYTES = 256 << 20
+COMPRESSION_RATIO = 4  # about what gzip, bzip2 and xz make of English text
 TOKENIZER_SAMPLE_BYTES = 64 << 20
 CACHE_DIR_NAME = ".lstmtext-cache"
 # The validation tail of a big corpus is big too (10 % of 2 GB is 200M tokens): evaluating
@@ -53,7 +55,9 @@ def big_corpus_file(
                 "--cache-dir needs the corpus to be a single UTF-8 file (--encoding utf-8 --errors strict)"
             )
         return None
-    if cache_dir is None and path.stat().st_size < threshold:
+    # A compressed file's text is some times its size on disk: judged by that, not the gzip size.
+    size = path.stat().st_size * (COMPRESSION_RATIO if is_compressed(path) else 1)
+    if cache_dir is None and size < threshold:
         return None
     return path
 
@@ -68,7 +72,8 @@ def default_cache_dir(corpus: Path, out_dir: Path) -> Path:
 
 def read_sample(path: Path, max_bytes: int = TOKENIZER_SAMPLE_BYTES) -> str:
     """The first max_bytes of a UTF-8 file, ending after a newline (or a whole character)."""
-    with Path(path).open("rb") as file:
+    file, raw = open_corpus(Path(path))
+    with raw, file:
         data = file.read(max_bytes + 1)
     if len(data) > max_bytes:
         data = data[:max_bytes]

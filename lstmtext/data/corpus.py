@@ -7,115 +7,17 @@ import hashlib
 import math
 import mmap
 import os
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
+from lstmtext.data.sources import _check_head, open_corpus
 from lstmtext.data.text_pieces import bpe_cut_is_exact
 from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.errors import CorpusError
-
-_SNIFF_BYTES = 8192  # a NUL byte this early means a binary file, as git and grep decide
-
-
-# ---- reading text
-
-
-def read_text(
-    sources: Sequence[str],
-    *,
-    encoding: str = "utf-8",
-    errors: str = "strict",
-    stdin: TextIO | None = None,
-    env: Mapping[str, str] | None = None,
-    allow_download: bool = True,
-) -> str:
-    """The text of every source, joined with a newline where one does not already end.
-
-    A source is a file, a directory (all ``*.txt`` inside, recursively, in sorted order),
-    ``-`` for standard input, or a catalogue name: ``tinyshakespeare`` or ``ptb`` (the file to
-    train on: train, text or all) or ``ptb:valid`` (one role; ``env`` and ``allow_download``
-    go to ``lstmtext.corpora.resolve``). An existing path wins over a catalogue name.
-    """
-    if not sources:
-        raise CorpusError("no corpus given")
-    texts: list[str] = []
-    for source in sources:
-        for name, data in _source_bytes(source, stdin, env, allow_download):
-            texts.append(decode_corpus(data, name, encoding=encoding, errors=errors))
-    pieces: list[str] = []
-    for text in texts:
-        if pieces and not pieces[-1].endswith("\n"):
-            pieces.append("\n")
-        pieces.append(text)
-    return "".join(pieces)
-
-
-def _source_bytes(
-    source: str, stdin: TextIO | None, env: Mapping[str, str] | None, allow_download: bool
-) -> list[tuple[str, bytes]]:
-    if source == "-":
-        stream = sys.stdin if stdin is None else stdin
-        # Bytes when the stream has them, so stdin is decoded and checked like any file.
-        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode("utf-8")
-        return [("<stdin>", data)]
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-        if not files:
-            raise CorpusError(f"{path}: directory has no .txt files")
-        return [(str(f), _read_bytes(f)) for f in files]
-    if path.exists():
-        return [(str(path), _read_bytes(path))]
-    from lstmtext.corpora import catalogue, resolve  # here: corpora is only needed for names
-
-    name, _, role = source.partition(":")
-    if name in catalogue():
-        location = resolve(name, env=env, allow_download=allow_download)
-        file = location.path(role or None)
-        return [(str(file), _read_bytes(file))]
-    raise CorpusError(
-        f"{path}: no such file or directory, nor a corpus name ({', '.join(sorted(catalogue()))})"
-    )
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise CorpusError(f"{path}: cannot read ({error.strerror})") from None
-
-
-def decode_corpus(data: bytes, name: str, *, encoding: str = "utf-8", errors: str = "strict") -> str:
-    """Decode one file's bytes, refusing binary, undecodable, empty and whitespace-only input."""
-    wide = encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32"))
-    _check_head(data, name, nul_means_binary=not wide)
-    try:
-        text = data.decode(encoding, errors)
-    except LookupError:
-        raise CorpusError(f"unknown encoding {encoding!r} or error handler {errors!r}") from None
-    except UnicodeDecodeError as error:
-        bad = data[error.start]
-        raise CorpusError(
-            f"{name}: not valid {error.encoding} at byte {error.start} (0x{bad:02x}); "
-            "pass --encoding (e.g. --encoding latin-1) or --errors replace"
-        ) from None
-    if not text.strip():
-        raise CorpusError(f"{name}: file has only whitespace")
-    return text
-
-
-def _check_head(data: bytes, name: str, nul_means_binary: bool = True) -> None:
-    if not data:
-        raise CorpusError(f"{name}: file is empty")
-    nul = data.find(b"\0", 0, _SNIFF_BYTES) if nul_means_binary else -1
-    if nul >= 0:
-        raise CorpusError(f"{name}: looks binary (NUL byte at offset {nul}), not a text file")
-
 
 # ---- splitting and batching
 
@@ -328,7 +230,8 @@ def _tokenize_file(
     done = 0  # bytes of the file tokenised so far
     carry = b""
     char_level = tokenizer.level == "char"
-    with path.open("rb") as file:
+    file, raw = open_corpus(path)
+    with raw, file:
         while True:
             block = file.read(chunk_bytes)
             data = carry + block
@@ -358,8 +261,8 @@ def _tokenize_file(
             count += len(ids)
             done += cut
             carry = data[cut:]
-            if on_progress is not None:
-                on_progress(done, total)
+            if on_progress is not None:  # in the bytes of the file on disk, compressed or not
+                on_progress(min(raw.tell(), total) if raw is not file else done, total)
             if not block:
                 return count
 

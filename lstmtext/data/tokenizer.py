@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,28 @@ class TextTokenizer:
             vocab = self._hf.get_vocab()
             return {word for word, _ in self._words(text) if word not in vocab}
         return set()
+
+    def vocabulary(self) -> dict[str, int]:
+        return self._hf.get_vocab()
+
+    def words(self, text: str) -> Iterator[str]:
+        """Word level: the words of `text` as encoding sees them, a block of lines at a time."""
+        for start, end in line_blocks(text, 1 << 20):
+            yield from (word for word, _ in self._words(text[start:end]))
+
+    def with_tokens(self, tokens: Sequence[str]) -> TextTokenizer:
+        """A char or word tokenizer whose vocabulary also holds `tokens`, with the next ids:
+        every id it had stays as it was (fine-tuning grows the model's rows to match)."""
+        if self.level not in ("char", "word"):
+            raise TokenizerError(f"a {self.level} vocabulary does not grow")
+        data = json.loads(self.to_str())
+        vocab = data["model"]["vocab"]
+        for token in tokens:
+            vocab.setdefault(token, len(vocab))
+        grown = TextTokenizer(Tokenizer.from_str(json.dumps(data)), self.level)
+        if grown.vocab_size != len(vocab):
+            raise TokenizerError("the vocabulary did not grow as asked")
+        return grown
 
     # ---- encoding and decoding
 

@@ -7,17 +7,13 @@ metrics = evaluate_language_model("runs/lm", ["valid.txt"])
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import math
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.config import ModelShape, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.core.model import LanguageModel
 from lstmtext.data.bigcorpus import (
     BIG_CORPUS_BYTES,
@@ -27,47 +23,21 @@ from lstmtext.data.bigcorpus import (
     memory_mapped_ids,
     read_sample,
 )
-from lstmtext.data.corpus import TokenStream, ids_digest, read_text, split_ids
+from lstmtext.data.corpus import TokenStream, split_ids
+from lstmtext.data.sources import read_text
 from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.device import kept_rng, select_device
 from lstmtext.distributed import Distributed, process_group
 from lstmtext.errors import CheckpointError, ConfigError, CorpusError
 from lstmtext.events import TrainEvent, TrainResult
+from lstmtext.lm import transfer
 from lstmtext.lm.dynamic_eval import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, DynamicEvaluation, dynamic_loss
 from lstmtext.lm.ensemble import check_same_tokenizer
 from lstmtext.lm.task import evaluate_stream, language_model_trainer
 from lstmtext.runs import checkpoint as ckpt
+from lstmtext.runs.resume_files import check_resume_shape, run_fingerprint
 from lstmtext.runs.run_directory import claim_run_directory
 from lstmtext.threads import torch_threads
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """The model options a user picks; vocab size comes from the tokenizer."""
-
-    embedding_dim: int = 128
-    hidden_size: int = 512
-    num_layers: int = 2
-    dropout: float = 0.2
-    embedding_dropout: float = 0.0
-    locked_dropout: bool = False
-    weight_drop: float = 0.0
-    tie_weights: bool = False
-    softmax_cutoff: int = 0
-
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(
-            vocab_size=vocab_size,
-            embedding_dim=self.embedding_dim,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            embedding_dropout=self.embedding_dropout,
-            locked_dropout=self.locked_dropout,
-            weight_drop=self.weight_drop,
-            tie_weights=self.tie_weights,
-            softmax_cutoff=self.softmax_cutoff,
-        )
 
 
 def train_language_model(
@@ -88,6 +58,7 @@ def train_language_model(
     distributed: Distributed | None = None,
     cache_dir: Path | None = None,
     big_corpus_bytes: int = BIG_CORPUS_BYTES,
+    start_from: Path | str | None = None,
 ) -> TrainResult:
     """Read the corpus, build (or, on resume, reload) the tokenizer, and train.
 
@@ -101,6 +72,9 @@ def train_language_model(
     `tokenizer_config` must agree with them in `shape_fields` (names of ModelShape and
     TokenizerConfig fields the caller set; None: all of them), and the corpus and tokenizer
     must be those the run trained on.
+
+    `start_from`: a language model to fine-tune instead of random weights (lstmtext.lm.transfer):
+    its tokenizer and shape are kept, and `shape_fields` that would change them are refused.
     """
     out_dir = Path(out_dir)
     distributed = distributed or Distributed()
@@ -117,6 +91,7 @@ def train_language_model(
         else contextlib.nullcontext()
     )
     # torch's thread count is given back afterwards: a library call leaves global state as it was.
+    model = None  # a new one, unless the run starts from a trained model
     with (
         torch_threads(train_config.threads),
         kept_rng(device),
@@ -138,7 +113,21 @@ def train_language_model(
             previous = ckpt.read_config(last)
             check_resume_shape(previous, shape, tokenizer_config, shape_fields)
             tokenizer = TextTokenizer.load(last / ckpt.TOKENIZER)
-            run_config = replace(previous, train=train_config)
+            kept = replace(
+                train_config, start_from=previous.train.start_from, added_tokens=previous.train.added_tokens
+            )
+            run_config = replace(previous, train=kept)
+        elif start_from is not None:
+            if big is not None:
+                raise ConfigError(
+                    "--from fine-tunes on a corpus read whole: under 256 MiB, without --cache-dir"
+                )
+            point = transfer.start_from(
+                Path(start_from), text, shape, tokenizer_config, train_config, shape_fields
+            )
+            tokenizer, run_config, model = point.tokenizer, point.run_config, point.model
+            if on_event is not None and distributed.is_main:
+                on_event(TrainEvent("note", 0, 0, message=transfer.describe(point, start_from)))
         else:
             # Trained once, on rank 0, so that every rank has exactly the same vocabulary.
             trained = TextTokenizer.train([text], tokenizer_config).to_str() if distributed.is_main else None
@@ -171,38 +160,9 @@ def train_language_model(
             stop_event=stop_event,
             distributed=distributed,
             fingerprint=run_fingerprint(tokenizer, train_ids, val_ids),
+            model=model,
         )
         return trainer.fit(resume=resume)
-
-
-def check_resume_shape(
-    previous: RunConfig,
-    shape: ModelShape,
-    tokenizer_config: TokenizerConfig,
-    fields: Collection[str] | None,
-) -> None:
-    """A resumed run keeps its model and tokenizer: a size asked for now that differs is refused,
-    not silently ignored."""
-    asked = {f.name: getattr(shape, f.name) for f in dataclasses.fields(ModelShape)}
-    asked |= {f.name: getattr(tokenizer_config, f.name) for f in dataclasses.fields(TokenizerConfig)}
-    kept = dataclasses.asdict(previous.model) | dataclasses.asdict(previous.tokenizer)
-    for name in sorted(asked if fields is None else set(fields) & set(asked)):
-        if asked[name] != kept[name]:
-            raise ConfigError(
-                f"cannot resume with {name} {asked[name]!r}: the run in --out was trained with "
-                f"{kept[name]!r}; leave the option out, or start a new run"
-            )
-
-
-def run_fingerprint(
-    tokenizer: TextTokenizer, train_ids: np.ndarray, val_ids: np.ndarray | None
-) -> dict[str, str]:
-    """sha256 of the tokenizer and of the token ids trained on, kept in the trainer state so that
-    a resume on another corpus or with another tokenizer is refused."""
-    return {
-        "tokenizer": hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest(),
-        "corpus": ids_digest(train_ids, val_ids),
-    }
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Copy a trained run into the package as an embedded model, with fp16 weights.
 
     python -m lstmtext.pretrained.build runs/shakespeare-pretrained lstmtext/pretrained/shakespeare
+    python -m lstmtext.pretrained.build runs/english lstmtext/pretrained/english
     python -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment
     python -m lstmtext.pretrained.build runs/sentiment lstmtext/pretrained/sentiment \
         --calibrate runs/sentiment-data/val.tsv
@@ -12,7 +13,7 @@ checkpoint to prove it whole, and refuses a model over the size limit of its kin
 
 A classifier keeps the temperature its training fitted (config.json). With --calibrate
 FILE..., the temperature is fitted anew on that held-out labelled data with the weights as
-shipped (fp16), by lstmtext.classifier.calibration.calibrate: for a run trained before temperatures
+shipped (fp16), by lstmtext.classifier.calibrate.calibrate: for a run trained before temperatures
 existed, or to calibrate on other data.
 """
 
@@ -29,13 +30,15 @@ from lstmtext.runs import checkpoint as ckpt
 
 MAX_BYTES = 10 * 1000 * 1000  # what the package may carry
 MAX_CLASSIFIER_BYTES = 20 * 1000 * 1000  # the embedded sentiment model
+MAX_ENGLISH_BYTES = 25 * 1000 * 1000  # the general-English model: a BPE vocabulary's rows cost more
 LIMITS = {"lm": MAX_BYTES, "classify": MAX_CLASSIFIER_BYTES}
 
 
 def build(run_dir: Path, out_dir: Path, max_bytes: int | None = None) -> int:
     """Write the embedded model from `run_dir` (its best weights) into `out_dir`; its size in bytes."""
     task = ckpt.read_config(run_dir).model.task
-    max_bytes = max_bytes if max_bytes is not None else LIMITS[task]
+    if max_bytes is None:
+        max_bytes = MAX_ENGLISH_BYTES if out_dir.name == "english" else LIMITS[task]
     source = ckpt.load_checkpoint(run_dir, task=task)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_text(out_dir / ckpt.CONFIG, (run_dir / ckpt.CONFIG).read_text(encoding="utf-8"))
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         size = build(args.run_dir, args.out_dir)
         if args.calibrate:
-            from lstmtext.classifier.calibration import calibrate
+            from lstmtext.classifier.calibrate import calibrate
 
             fitted = calibrate(args.out_dir, args.calibrate, max_per_file=args.max_per_file)
             print(

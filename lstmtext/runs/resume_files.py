@@ -9,21 +9,26 @@ evaluation, the data's fingerprint).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from lstmtext.config import RunConfig
+from lstmtext.config import ModelShape, RunConfig, TokenizerConfig
+from lstmtext.data.corpus import ids_digest
 from lstmtext.data.tokenizer import TextTokenizer
-from lstmtext.errors import CheckpointError
+from lstmtext.errors import CheckpointError, ConfigError
 from lstmtext.files import atomic_write_bytes, atomic_write_text, os_error_text
 from lstmtext.runs.checkpoint_files import BEST, OPTIMIZER, TRAINER_STATE, tensor_bytes, write_model_files
 
@@ -222,3 +227,33 @@ def saved_best(state: dict[str, Any]) -> tuple[dict[str, float], tuple[float, ..
     if score is None and best_val_loss is not None:
         score = [-best_val_loss]
     return metrics, None if score is None else tuple(float(s) for s in score)
+
+
+def run_fingerprint(
+    tokenizer: TextTokenizer, train_ids: np.ndarray, val_ids: np.ndarray | None
+) -> dict[str, str]:
+    """sha256 of the tokenizer and of the token ids trained on, kept in the trainer state so that
+    a resume on another corpus or with another tokenizer is refused."""
+    return {
+        "tokenizer": hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest(),
+        "corpus": ids_digest(train_ids, val_ids),
+    }
+
+
+def check_resume_shape(
+    previous: RunConfig,
+    shape: ModelShape,
+    tokenizer_config: TokenizerConfig,
+    fields: Collection[str] | None,
+) -> None:
+    """A resumed run keeps its model and tokenizer: a size asked for now that differs is refused,
+    not silently ignored."""
+    asked = {f.name: getattr(shape, f.name) for f in dataclasses.fields(ModelShape)}
+    asked |= {f.name: getattr(tokenizer_config, f.name) for f in dataclasses.fields(TokenizerConfig)}
+    kept = dataclasses.asdict(previous.model) | dataclasses.asdict(previous.tokenizer)
+    for name in sorted(asked if fields is None else set(fields) & set(asked)):
+        if asked[name] != kept[name]:
+            raise ConfigError(
+                f"cannot resume with {name} {asked[name]!r}: the run in --out was trained with "
+                f"{kept[name]!r}; leave the option out, or start a new run"
+            )
