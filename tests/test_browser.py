@@ -19,7 +19,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="headless Chromium is not installed (.ci/run installs Debian's chromium where root has apt)",
+)
 
 SCREEN = (1000, 640)
 MAX_PNG_BYTES = 300_000
