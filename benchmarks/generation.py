@@ -270,15 +270,53 @@ def loss_rows(model_dir: Path, text: str, chars: int = HELD_OUT_CHARS) -> list[d
     return rows
 
 
+def embedded_speed_rows(quick: bool) -> list[dict[str, Any]]:
+    """Characters per second of `stream` at batch 1, one thread, fp32: the general-English model
+    (BPE, about four characters a token) against the Shakespeare model (one a token), alternated."""
+    from lstmtext.lm.generate import GenerateConfig, stream
+    from lstmtext.pretrained import ENGLISH, SHAKESPEARE, resolve_model
+    from lstmtext.runs.checkpoint import load_checkpoint
+
+    try:
+        models = {name: load_checkpoint(resolve_model(name), task="lm") for name in (ENGLISH, SHAKESPEARE)}
+    except LstmTextError:
+        return []  # an embedded model is not built
+    config = GenerateConfig(length=200 if quick else 1000, precision="fp32")
+    chars = {name: 0 for name in models}
+    seconds = {name: 0.0 for name in models}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for round_ in range(2 if quick else 5):
+            for name, checkpoint in models.items():
+                generator = torch.Generator().manual_seed(round_)
+                started = time.perf_counter()
+                text = "".join(stream(checkpoint.model, checkpoint.tokenizer, "The ", config, generator))
+                seconds[name] += time.perf_counter() - started
+                chars[name] += len(text)
+    finally:
+        torch.set_num_threads(threads)
+    speed = {name: chars[name] / seconds[name] for name in models}
+    return [
+        result(
+            "generation.embedded english b1 fp32, chars/s",
+            speed[ENGLISH],
+            "chars/s",
+            "shakespeare, the same",
+            speed[SHAKESPEARE],
+        )
+    ]
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     rows = speed_rows(quick)
-    from lstmtext.pretrained import default_lm_dir
+    from lstmtext.pretrained import SHAKESPEARE, resolve_model
 
     text = held_out_text()
     try:
-        model_dir = default_lm_dir()
+        model_dir = resolve_model(SHAKESPEARE)  # the held-out text is Shakespeare's
     except LstmTextError:
         model_dir = None  # the embedded model is not built: no quality rows
     if model_dir is not None and text is not None:
         rows += loss_rows(model_dir, text, chars=1000 if quick else HELD_OUT_CHARS)
-    return rows
+    return rows + embedded_speed_rows(quick)

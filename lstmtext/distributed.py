@@ -17,15 +17,12 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from lstmtext.errors import ConfigError
-
-T = TypeVar("T")
 
 # A rank that waits this long for its peers has lost them; torchrun restarts the group anyway.
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
@@ -92,15 +89,6 @@ class Distributed:
         """The mean of one value over ranks (the training loss of the global batch)."""
         return self.all_reduce_sum([value])[0] / self.world_size
 
-    def any_rank(self, flags: Sequence[bool]) -> list[bool]:
-        """Each flag, true where any rank raised it: every rank then takes the same decision.
-
-        Stopping (a signal, --max-time) is decided this way once per step, so all ranks leave
-        the loop at the same step and save together; a signal that reached only one rank
-        (say, `kill -TERM` of one worker) still stops them all.
-        """
-        return [v > 0 for v in self.max_over_ranks([1.0 if flag else 0.0 for flag in flags])]
-
     def max_over_ranks(self, values: Sequence[float]) -> list[float]:
         """The largest of each value over the ranks (e.g. the slowest rank's clock)."""
         return self._all_reduce(values, dist.ReduceOp.MAX)
@@ -146,16 +134,6 @@ def row_block(num_rows: int, rank: int, world_size: int) -> range:
     start = num_rows * rank // world_size
     stop = num_rows * (rank + 1) // world_size
     return range(start, stop)
-
-
-def shard(items: Sequence[T], rank: int, world_size: int) -> Sequence[T]:
-    """Every `world_size`-th item starting at `rank`: disjoint shards that cover `items`.
-
-    For whole data sets (evaluation): sums over the shards, reduced with all_reduce_sum,
-    equal the sums over `items`. For one global training batch use `row_block` instead, so
-    each rank gets an equal share and the averaged gradient is that of the whole batch.
-    """
-    return items[rank::world_size]
 
 
 def local_batch_size(global_batch_size: int, world_size: int) -> int:

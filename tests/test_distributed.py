@@ -24,7 +24,7 @@ from lstmtext import distributed
 from lstmtext.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.data.corpus import TokenStream
 from lstmtext.data.tokenizer import TextTokenizer
-from lstmtext.distributed import Distributed, from_environment, row_block, shard
+from lstmtext.distributed import Distributed, from_environment, row_block
 from lstmtext.errors import ConfigError
 from lstmtext.lm.task import language_model_trainer, shard_stream
 
@@ -54,9 +54,6 @@ def test_shards_are_disjoint_and_cover_everything() -> None:
             blocks = [row_block(rows, rank, world) for rank in range(world)]
             assert [i for block in blocks for i in block] == list(range(rows))
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
-    items = list(range(11))
-    shards = [shard(items, rank, 3) for rank in range(3)]
-    assert sorted(i for s in shards for i in s) == items
     assert distributed.local_batch_size(8, 2) == 4
     with pytest.raises(ConfigError, match="multiple of the 3 processes"):
         distributed.local_batch_size(8, 3)

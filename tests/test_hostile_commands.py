@@ -350,3 +350,53 @@ def test_ctrl_c_before_the_first_step_says_nothing_was_trained(
     assert "interrupted before the first step: nothing was trained" in line
     assert "best classifier" not in line
     assert not any(out.rglob("*.safetensors")) and not (out / "config.json").exists()
+
+
+# ---- 12. info reads metrics.jsonl as a log anyone can edit
+
+
+@pytest.mark.parametrize("elapsed", ["null", '"an hour"', "true", "1e999"])
+def test_info_survives_a_metrics_record_of_the_wrong_types(run_dir: Path, elapsed: str) -> None:
+    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(f'{{"step": "five", "elapsed": {elapsed}}}\n')
+    result = run_cli(["info", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] is None and "elapsed_minutes" not in summary
+
+
+# ---- 14. every reader of a corpus stops at an endless input
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "calibrate"])
+def test_an_endless_input_is_refused_at_its_first_chunk(
+    command: str, tiny_lm: Path, tiny_classifier: Path, tmp_path: Path
+) -> None:
+    args = {
+        "train": ["train", "/dev/zero", "--out", str(tmp_path / "run")],
+        "evaluate": ["evaluate", "-m", str(tiny_lm), "/dev/zero"],
+        "calibrate": ["calibrate", "-m", str(tiny_classifier), "/dev/zero"],
+    }[command]
+    done = subprocess.run(
+        [sys.executable, "-m", "lstmtext", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert "binary" in error_line(done.stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_endless_text_on_stdin_is_refused_past_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmtext.data import sources
+
+    monkeypatch.setattr(sources, "MAX_READ_BYTES", 3 << 20)
+    with pytest.raises(sources.CorpusError, match="more than 3 MiB"):
+        sources.read_text(["-"], stdin=_Endless())
+
+
+class _Endless:
+    """A text stream that never ends, as `yes |` gives."""
+
+    class buffer:  # noqa: N801 - the attribute name a text stream has
+        @staticmethod
+        def read(size: int = -1) -> bytes:
+            return b"y\n" * (max(size, 2) // 2)

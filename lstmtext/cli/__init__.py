@@ -152,4 +152,3 @@ def _load_with_the_collector_paused(argv: Sequence[str]) -> None:
     finally:
         gc.freeze()
         gc.enable()  # the command's own garbage (a training's cycles) is collected as ever
-        gc.enable()

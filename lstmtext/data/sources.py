@@ -12,13 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from lstmtext.data.reading import MAX_TEXT_BYTES
 from lstmtext.errors import CorpusError
 
 _SNIFF_BYTES = 8192  # a NUL byte this early means a binary file, as git and grep decide
-# A corpus read whole (not memory-mapped) costs its bytes, its str and its ids; beyond this a
-# source that is not a regular file (stdin, a pipe, /dev/zero) is refused rather than read on
-# until memory runs out. A regular file this big is memory-mapped instead (lstmtext.data.bigcorpus).
-MAX_READ_BYTES = 1 << 30
+# A source that is not a regular file (stdin, a pipe, /dev/zero) or is compressed is read in
+# chunks and refused past the limit every text input has (lstmtext.data.reading), not read on
+# until memory runs out; a regular file that big is memory-mapped instead (lstmtext.data.bigcorpus).
+MAX_READ_BYTES = MAX_TEXT_BYTES
 _READ_CHUNK = 1 << 20
 # Read as their decompressed text, streamed: a corpus usually comes compressed.
 DECOMPRESSORS: dict[str, Callable[[BinaryIO], Any]] = {

@@ -180,17 +180,3 @@ def export_model(
         if other != options.format:
             (out_dir / f"model.{other}").unlink(missing_ok=True)
     return ExportResult(directory=out_dir, model_path=model_path, info=info)
-
-
-def read_export_info(directory: Path | str) -> dict[str, Any]:
-    """export.json of an exported folder."""
-    path = Path(directory) / EXPORT_INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{directory} is not an lstmtext export: {EXPORT_INFO} is missing") from None
-    except (OSError, ValueError) as error:
-        raise ExportError(f"cannot read {path}: {error}") from None
-    if not isinstance(info, dict):
-        raise ExportError(f"{path} is not a JSON object")
-    return info
