@@ -129,7 +129,7 @@ def test_the_students_data_from_a_teachers_answers(
 ) -> None:
     """recipes.distill_data: answers made once (on a GPU, for the real teacher), then the
     labelled rows plus the unlabelled texts under the teacher's verdict, and its answers file."""
-    from benchmarks import distill_data
+    from recipes import distill_data
 
     data = tmp_path / "data"
     reviews = read_labelled(tiny_reviews)

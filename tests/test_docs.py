@@ -152,6 +152,11 @@ def scratch_folder(folder: Path) -> None:
     for name in ("tiny.txt", "input.txt", "play.txt", "val.txt", "corpus.txt", "my.txt"):
         (folder / name).write_text(PLAY, encoding="utf-8")
     write_sample_labelled(folder / "tiny.tsv", n=60, seed=1)
+    # calibrate needs mistakes to fit on: the tiny classifier gets tiny.tsv all right
+    rows = (folder / "tiny.tsv").read_text(encoding="utf-8").splitlines()
+    flipped = {"positive": "negative", "negative": "positive"}
+    noisy = [flipped[r.split("\t")[0]] + r[r.index("\t") :] if i % 10 == 0 else r for i, r in enumerate(rows)]
+    (folder / "noisy.tsv").write_text("".join(row + "\n" for row in noisy), encoding="utf-8")
     (folder / "review.txt").write_text("A joy from start to finish.\n", encoding="utf-8")
     (folder / "notes.txt").write_text("Loved it.\nThe app crashes every time.\n", encoding="utf-8")
     (folder / "reviews").mkdir()
@@ -167,7 +172,7 @@ def substituted(words: list[str], folder: Path, tiny_models: dict[str, Path]) ->
         if word in TEXT_NAMES:
             word = str(folder / "tiny.txt")
         elif word in LABELLED_NAMES:
-            word = str(folder / "tiny.tsv")
+            word = str(folder / ("noisy.tsv" if words[1] == "calibrate" else "tiny.tsv"))
         elif word == "lstmtext/pretrained/shakespeare":
             word = str(tiny_models["runs/shakespeare"])
         elif "checkpoints/step-" in word:  # the docs' step is the real run's: take the tiny run's

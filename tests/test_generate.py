@@ -520,7 +520,7 @@ def test_readme_commands_use_options_generate_has() -> None:
 def test_readme_python_example_runs(
     tiny_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    build(tiny_lm, tmp_path / pretrained.SHAKESPEARE)
+    build(tiny_lm, tmp_path / pretrained.ENGLISH)
     monkeypatch.setattr(pretrained, "PRETRAINED", tmp_path)
     [block] = re.findall(r"```python\n(.*?)```", readme_section(), flags=re.DOTALL)
     exec(compile(block, "README.md", "exec"), {})

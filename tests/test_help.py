@@ -60,10 +60,11 @@ LANGUAGE_MODEL_ONLY = {
     "--encoding", "--errors", "--cache-dir", "--ar", "--tar", "--nproc", "--max-restarts",
 }  # fmt: skip
 CLASSIFIER_ONLY = {
-    "--task", "--from", "--label-column", "--text-column", "--max-tokens", "--class-weights",
+    "--task", "--label-column", "--text-column", "--max-tokens", "--class-weights",
 }  # fmt: skip
 # The one training loop's options: both commands, one meaning.
 SHARED = {
+    "--from",  # a language model fine-tunes one; a classifier starts from one
     "--unfreeze",
     "--discriminative-lr",
     "--resume",

@@ -274,9 +274,9 @@ def test_classifier_where_a_language_model_is_needed(cli, tmp_path: Path, tiny_l
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("a fine film and a dull film\n" * 20, encoding="utf-8")
     result = cli(
-        ["train", str(corpus), "--from", str(tiny_lm), "--out", str(tmp_path / "lm"), *QUICK_TRAIN_ARGS]
+        ["train", str(corpus), "--from", str(classifier), "--out", str(tmp_path / "lm"), *QUICK_TRAIN_ARGS]
     )
-    # --from starts classifiers (from an LM or a classifier); a language model would ignore it
+    # a language model fine-tunes a language model; a classifier starts classifiers
     assert result.exit_code == 2
     assert "train-classifier" in result.stderr
     assert not (tmp_path / "lm").exists()

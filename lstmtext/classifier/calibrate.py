@@ -61,8 +61,7 @@ MIN_CALIBRATION_TEXTS = 20
 
 def check_fit(result: CalibrationResult) -> None:
     """Refuse a temperature the data cannot support, before anything is written: the stored
-    temperature is worth more than a fit on too few texts, on texts all classified right, or
-    at the edge of the search (a model sure of everything, or of nothing)."""
+    temperature is worth more than a fit on too few texts or on texts all classified right."""
     keep = "; the stored temperature is kept"
     if result.count < MIN_CALIBRATION_TEXTS:
         raise DataError(
@@ -73,12 +72,12 @@ def check_fit(result: CalibrationResult) -> None:
             f"the model gets all {result.count} texts right, which cannot tell how over-confident it is: "
             f"calibrate on held-out data with some mistakes{keep}"
         )
+
+
+def at_search_limit(temperature: float) -> bool:
+    """T at an end of the search: the data says the model is all noise (or all certainty)."""
     low, high = (math.exp(bound) for bound in LOG_T_RANGE)
-    if not low * 1.01 < result.temperature < high / 1.01:
-        raise DataError(
-            f"the fitted temperature {result.temperature:.3g} is at the limit of the search "
-            f"[{low:.3g}, {high:.3g}]: the data does not determine it{keep}"
-        )
+    return not low * 1.01 < temperature < high / 1.01
 
 
 def calibrate(

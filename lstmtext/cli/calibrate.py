@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from lstmtext.classifier.calibrate import at_search_limit
 from lstmtext.classifier.calibrate import calibrate as fit_and_store
 from lstmtext.cli.options import model_folder
 from lstmtext.data.labelled import Columns
@@ -57,6 +58,12 @@ def calibrate(
         seed=seed,
         device=device,
     )
+    if at_search_limit(result.temperature):
+        typer.echo(
+            f"lstmtext: note: the temperature is at the limit of its search: on this data the model's "
+            f"probabilities carry almost no information ({result.count} texts, {result.errors} wrong)",
+            err=True,
+        )
     typer.echo(
         f"temperature {result.temperature:.4f} on {result.count} texts: NLL {result.nll_before:.4f} -> "
         f"{result.nll_after:.4f}, ECE {result.ece_before:.4f} -> {result.ece_after:.4f}; "

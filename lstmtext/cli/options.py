@@ -144,20 +144,20 @@ Ema = Annotated[
 # ---- run
 
 
-def model_folder(value: str) -> Path:
+def model_folder(value: str | Path) -> Path:
     """--model/--from as given: a folder, or an embedded model's name (english, shakespeare,
     sentiment) where no folder of that name is here."""
     from lstmtext.pretrained import resolve_model
 
-    if not value.strip():
+    if not str(value).strip():
         raise typer.BadParameter("is empty (an unset variable?): name a model folder")
     return resolve_model(value)
 
 
-def output_folder(value: str) -> Path:
+def output_folder(value: str | Path) -> Path:
     """--out as given: an empty value (an unset shell variable in quotes) would become Path('.'),
     the current folder, so it is refused rather than written into or cleared."""
-    if not value.strip():
+    if not str(value).strip():  # a default comes as a Path
         raise typer.BadParameter("is empty (an unset variable?): name a folder")
     return Path(value)
 

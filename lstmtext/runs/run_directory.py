@@ -106,8 +106,14 @@ def check_is_run(out_dir: Path) -> None:
             for entry in sorted(checkpoints.iterdir())
             if not _is_checkpoint_entry(entry)
         ]
-    if not strangers and not (config.is_file() or (checkpoints / "last").is_dir()):
-        strangers.append(f"no {CONFIG} of a run beside {', '.join(sorted(p.name for p in ours))}")
+    # A run killed early may have left only its log; weights or a tokenizer without a config of
+    # ours may be anyone's (a Hugging Face folder holds the same names).
+    weighty = sorted(p.name for p in ours if p.name not in (BEST, METRICS, CHECKPOINTS))
+    if not strangers and weighty and not (config.is_file() or (checkpoints / "last").is_dir()):
+        strangers.append(f"no {CONFIG} of a run beside {', '.join(weighty)}")
+    strangers += [
+        f"{name} is not an lstmtext log" for name in (BEST, METRICS) if not _is_our_log(out_dir / name)
+    ]
     if strangers:
         shown = "; ".join(strangers[:3]) + ("; ..." if len(strangers) > 3 else "")
         raise CheckpointError(
@@ -124,6 +130,29 @@ def _is_lstmtext_config(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return False
     return isinstance(data, dict) and "format_version" in data and isinstance(data.get("model"), dict)
+
+
+def _is_our_log(path: Path) -> bool:
+    """best.json is one JSON object with a step; metrics.jsonl one such object a line (its last
+    line maybe torn by a crash)."""
+    if not (path.exists() or path.is_symlink()):
+        return True
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 1 << 30:
+        return False
+    try:
+        with path.open(encoding="utf-8") as handle:
+            text = handle.read(1 << 20)
+        lines = [text] if path.name == BEST else [line for line in text.splitlines() if line.strip()]
+        records = []
+        for index, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                if path.name == BEST or index < len(lines) - 1:
+                    return False
+    except (OSError, UnicodeDecodeError, RecursionError):
+        return False
+    return bool(records) and all(isinstance(r, dict) and "step" in r for r in records)
 
 
 def _is_checkpoint_entry(entry: Path) -> bool:
