@@ -144,3 +144,23 @@ def timed(function: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     value = function()
     return time.perf_counter() - start, value
+
+
+def main_in_scratch(measure: Callable[[Path], list[dict[str, Any]]], as_json: bool) -> int:
+    """A measuring script's main: the machine on stderr, `measure` in a scratch folder that is
+    removed after, its rows on stdout (JSON lines with `as_json`)."""
+    import json
+    import tempfile
+
+    started = time.perf_counter()
+    print(f"CPU: {cpu_model()}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as folder:
+        rows = measure(Path(folder))
+    for row in rows:
+        if as_json:
+            print(json.dumps(row))
+            continue
+        versus = "" if row["baseline_value"] is None else f" ({row['baseline']}: {row['baseline_value']:.4f})"
+        print(f"{row['name']}: {row['value']:.4f} {row['unit']}{versus}")
+    print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return 0

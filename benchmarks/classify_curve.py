@@ -16,12 +16,10 @@ import json
 import random
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cpu_model, result
+from benchmarks import main_in_scratch, result
 from benchmarks.sentiment_baselines import TfidfBaseline, scores
 
 AMAZON = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "amazon"
@@ -85,15 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    print(f"CPU: {cpu_model()}", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as folder:
-        rows = measure(args.sizes, args.minutes, Path(folder))
-    for row in rows:
-        print(json.dumps(row) if args.json else f"{row['name']}: {row['value']:.4f} vs {row['baseline']} "
-              f"{row['baseline_value']:.4f}")  # fmt: skip
-    print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return 0
+    return main_in_scratch(lambda folder: measure(args.sizes, args.minutes, folder), args.json)
 
 
 if __name__ == "__main__":

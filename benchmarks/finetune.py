@@ -19,11 +19,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cpu_model, result
+from benchmarks import main_in_scratch, result
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 SMALL = ("kipling_verse", "alcott_letters", "grimm_tales", "werkzeug_code")
@@ -97,18 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", nargs="+", type=float, default=[2.0, 5.0, 20.0])
     parser.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    print(f"CPU: {cpu_model()}", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as folder:
-        rows = measure(args.corpora, args.minutes, Path(folder))
-    for row in rows:
-        if args.json:
-            print(json.dumps(row))
-        else:
-            ratio = "" if row["ratio"] is None else f"  ({row['ratio']:.3f} of {row['baseline_value']:.4f})"
-            print(f"{row['name']}: {row['value']:.4f} {row['unit']}{ratio}")
-    print(f"total {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return 0
+    return main_in_scratch(lambda folder: measure(args.corpora, args.minutes, folder), args.json)
 
 
 if __name__ == "__main__":
