@@ -5,6 +5,7 @@ models by name; compressed corpora are read as their text."""
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import json
 import lzma
@@ -16,7 +17,7 @@ from safetensors.torch import load_file
 
 from lstmtext.config import ModelConfig
 from lstmtext.core.model import LanguageModel
-from lstmtext.lm.transfer import grown, missing_tokens
+from lstmtext.lm.transfer import missing_tokens, rebuilt
 
 from .conftest import TINY_TEXT, TINY_TRAIN_ARGS, error_line, run_cli, tiny_tokenizer
 
@@ -27,7 +28,7 @@ FINE_TUNE_ARGS = ["--max-steps", "2", "--eval-every", "2", "--batch-size", "4", 
 def test_grown_model_keeps_old_rows_and_starts_new_ones_at_the_mean() -> None:
     torch.manual_seed(0)
     model = LanguageModel(ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=8, num_layers=1))
-    bigger = grown(model, 13)
+    bigger = rebuilt(model, dataclasses.replace(model.config, vocab_size=13))
     old, new = model.state_dict(), bigger.state_dict()
     for name in ("core.embedding.weight", "head.weight", "head.bias"):
         assert torch.equal(new[name][:10], old[name])

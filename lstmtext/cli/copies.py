@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,9 @@ from rich.table import Table
 
 from lstmtext.cli.options import model_folder
 from lstmtext.cli.untrusted import escaped, json_line
-from lstmtext.errors import ConfigError, CorpusError, DataError
+from lstmtext.data.reading import read_input
+from lstmtext.data.sources import source_files
+from lstmtext.errors import ConfigError, DataError
 from lstmtext.lm.copying import NGRAM_BYTES, CopyingReport, measure_copying
 
 SAMPLING = "Sampling"
@@ -21,13 +22,10 @@ SHOWN_CHARS = 60  # of each copied span, in the table
 
 
 def read_samples(source: str) -> list[str]:
-    """Texts from a file (or - for stdin): JSON lines (objects with "text", as `generate --json`
-    writes, or strings), else blocks separated by blank lines."""
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        why = getattr(error, "strerror", None) or error
-        raise DataError(f"{source}: cannot read the samples ({why})") from None
+    """Texts from a file (or - for stdin), read under the limit every text input has: JSON lines
+    (objects with "text", as `generate --json` writes, or strings), else blocks separated by
+    blank lines."""
+    text = read_input(source, name=None if source != "-" else "<stdin>")
     lines = [line for line in text.splitlines() if line.strip()]
     if lines and all(line.lstrip().startswith(("{", '"')) for line in lines):
         samples = []
@@ -45,22 +43,6 @@ def read_samples(source: str) -> list[str]:
         return samples
     blocks = [block.strip("\n") for block in text.replace("\r\n", "\n").split("\n\n")]
     return [block for block in blocks if block.strip()]
-
-
-def corpus_paths(sources: list[str]) -> list[Path]:
-    """Each --corpus as a path; one that does not exist may name a corpus of the catalogue."""
-    paths = []
-    for source in sources:
-        path = Path(source)
-        if not path.exists():
-            from lstmtext.corpora import catalogue, resolve
-
-            name, _, role = source.partition(":")
-            if name not in catalogue():
-                raise CorpusError(f"{path}: no such file or directory, nor a corpus name")
-            path = resolve(name).path(role or None)
-        paths.append(path)
-    return paths
 
 
 def generate_samples(
@@ -190,7 +172,7 @@ def copies(
 
     Example: [bold]lstmtext copies --model shakespeare --corpus tinyshakespeare --samples 10[/]
     """
-    paths = corpus_paths(corpus)
+    paths = [path for source in corpus for path in source_files(source)]
     if samples_file is not None:
         if model is not None:
             raise ConfigError("--samples-file measures texts already made: leave out --model")

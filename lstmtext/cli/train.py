@@ -72,6 +72,12 @@ class Task(str, Enum):
     classify = "classify"
 
 
+# The options `train --from` takes where the user gives none: a trained model wants a smaller
+# step than a random one, and some dropout on a small corpus. The rate is measured
+# (BENCHMARKS.md, Fine-tuning: 1e-3 against 3e-3); schedule, warm-up and dropout are not yet.
+FINE_TUNING_DEFAULTS = {"lr": 1e-3, "schedule": "cosine", "warmup": 50, "dropout": 0.1}
+
+
 def train(
     ctx: typer.Context,
     corpus: Annotated[
@@ -220,8 +226,9 @@ def train(
             parser=model_folder,
             help="Fine-tune this language model (a run folder, or an embedded model: english, "
             "shakespeare) instead of starting from random weights. Its tokenizer and sizes are kept; "
-            "a char or word vocabulary grows to cover the corpus. Unless given: --lr 1e-3, --schedule "
-            "cosine, --warmup 50, --dropout 0.1.",
+            "a char or word vocabulary grows to cover the corpus. Unless given: "
+            + ", ".join(f"--{option} {value}" for option, value in FINE_TUNING_DEFAULTS.items())
+            + ".",
             rich_help_panel=RUN,
         ),
     ] = None,
@@ -241,7 +248,6 @@ def train(
     from lstmtext import distributed
     from lstmtext.cli.render import TrainingDisplay, best_text, summary_line
     from lstmtext.lm.api import train_language_model
-    from lstmtext.lm.transfer import FINE_TUNING_DEFAULTS
 
     if errors not in ("strict", "replace", "ignore"):
         raise ConfigError(f"--errors must be strict, replace or ignore, not {errors!r}")

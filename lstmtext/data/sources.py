@@ -71,22 +71,31 @@ def _source_bytes(
         # Bytes when the stream has them, so stdin is decoded and checked like any file.
         if hasattr(stream, "buffer"):
             return [("<stdin>", _read_bounded(stream.buffer, "<stdin>", wide))]
-        return [("<stdin>", stream.read(MAX_READ_BYTES + 1).encode("utf-8"))]
+        text = stream.read(MAX_READ_BYTES + 1)
+        if len(text) > MAX_READ_BYTES:
+            raise CorpusError(f"<stdin>: more than {MAX_READ_BYTES >> 20} MiB of text to read whole")
+        return [("<stdin>", text.encode("utf-8"))]
+    return [(str(file), _read_bytes(file, wide)) for file in source_files(source, env, allow_download)]
+
+
+def source_files(
+    source: str, env: Mapping[str, str] | None = None, allow_download: bool = True
+) -> list[Path]:
+    """The files a source other than stdin names: itself, the ``*.txt`` of a folder (recursively,
+    sorted), or a catalogue corpus's file (``ptb``, ``ptb:valid``); an existing path wins."""
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:
             raise CorpusError(f"{path}: directory has no .txt files")
-        return [(str(f), _read_bytes(f, wide)) for f in files]
+        return files
     if path.exists():
-        return [(str(path), _read_bytes(path, wide))]
+        return [path]
     from lstmtext.corpora import catalogue, resolve  # here: corpora is only needed for names
 
     name, _, role = source.partition(":")
     if name in catalogue():
-        location = resolve(name, env=env, allow_download=allow_download)
-        file = location.path(role or None)
-        return [(str(file), _read_bytes(file, wide))]
+        return [resolve(name, env=env, allow_download=allow_download).path(role or None)]
     raise CorpusError(
         f"{path}: no such file or directory, nor a corpus name ({', '.join(sorted(catalogue()))})"
     )

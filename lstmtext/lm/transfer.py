@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lstmtext.config import ModelShape, RunConfig, TokenizerConfig, TrainConfig
+from lstmtext.config import ModelConfig, ModelShape, RunConfig, TokenizerConfig, TrainConfig
 from lstmtext.core.model import LanguageModel
 from lstmtext.data.tokenizer import TextTokenizer
 from lstmtext.errors import ConfigError
@@ -26,11 +26,6 @@ from lstmtext.runs import checkpoint as ckpt
 
 # What fine-tuning may change: regularisation. Everything else of ModelShape is the model's.
 REGULARISATION = ("dropout", "embedding_dropout", "locked_dropout", "weight_drop")
-
-# The options `train --from` takes when the user gives none: a pretrained model needs a smaller
-# step than a random one, and some dropout, since the corpus is small. Chosen by measurement
-# (BENCHMARKS.md, "Fine-tuning"); a library caller passes its own TrainConfig and ModelShape.
-FINE_TUNING_DEFAULTS = {"lr": 1e-3, "schedule": "cosine", "warmup": 50, "dropout": 0.1}
 
 
 @dataclass
@@ -64,7 +59,6 @@ def start_from(
     ckpt.check_weight_shapes(previous.model, source / ckpt.WEIGHTS)
     model = LanguageModel(previous.model)
     ckpt.load_weights(model, source / ckpt.WEIGHTS)
-    model.float()  # embedded models are stored as fp16
 
     new_tokens = missing_tokens(tokenizer, text, previous.tokenizer.min_frequency)
     unknown = 0
@@ -72,12 +66,11 @@ def start_from(
         unknown, new_tokens = len(new_tokens), []
     if new_tokens:
         tokenizer = tokenizer.with_tokens(new_tokens)
-        model = grown(model, tokenizer.vocab_size)
     regularisation = {
         name: getattr(shape, name) for name in REGULARISATION if fields is None or name in fields
     }
-    model_config = dataclasses.replace(model.config, **regularisation)
-    model = _with_config(model, model_config)
+    model_config = dataclasses.replace(previous.model, vocab_size=tokenizer.vocab_size, **regularisation)
+    model = rebuilt(model, model_config)
     train_config = dataclasses.replace(train_config, start_from=str(source), added_tokens=len(new_tokens))
     run_config = RunConfig(tokenizer=previous.tokenizer, model=model_config, train=train_config)
     return StartingPoint(run_config, tokenizer, model, len(new_tokens), unknown)
@@ -128,10 +121,12 @@ def missing_tokens(tokenizer: TextTokenizer, text: str, min_frequency: int = 1) 
 
 
 @torch.no_grad()
-def grown(model: LanguageModel, vocab_size: int) -> LanguageModel:
-    """`model` with `vocab_size` rows; the old rows unchanged, each new one at the old mean."""
+def rebuilt(model: LanguageModel, config: ModelConfig) -> LanguageModel:
+    """A model of `config` (other regularisation, a bigger vocabulary) holding `model`'s weights:
+    the old rows unchanged, each row past the old vocabulary at the mean of the old rows."""
+    if config == model.config:
+        return model
     old = model.config.vocab_size
-    config = dataclasses.replace(model.config, vocab_size=vocab_size)
     bigger = LanguageModel(config)
     state = model.state_dict()
     for name, tensor in bigger.state_dict().items():
@@ -143,12 +138,3 @@ def grown(model: LanguageModel, vocab_size: int) -> LanguageModel:
         tensor[:old].copy_(source)
         tensor[old:].copy_(source.mean(dim=0, keepdim=True).expand_as(tensor[old:]))
     return bigger
-
-
-def _with_config(model: LanguageModel, config: object) -> LanguageModel:
-    """The same weights under a config that differs in regularisation only."""
-    if config == model.config:
-        return model
-    rebuilt = LanguageModel(config)  # type: ignore[arg-type]
-    rebuilt.load_state_dict(model.state_dict())
-    return rebuilt

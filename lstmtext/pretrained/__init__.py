@@ -23,14 +23,14 @@ MAKE_TARGETS = {ENGLISH: "pretrained-english", SHAKESPEARE: "pretrained", SENTIM
 FILES = ("config.json", "tokenizer.json", "model.safetensors")
 
 
-def _installed(name: str, what: str, make_target: str) -> Path:
+def _installed(name: str, what: str) -> Path:
     """The folder of the embedded model `name`, once every file of it is there."""
     directory = PRETRAINED / name
     missing = [file for file in FILES if not (directory / file).is_file()]
     if missing:
         raise CheckpointError(
             f"the embedded {what} is not installed ({directory} lacks {', '.join(missing)}); "
-            f"build it with `make {make_target}` or pass --model DIR"
+            f"build it with `make {MAKE_TARGETS[name]}` or pass --model DIR"
         )
     return directory
 
@@ -38,12 +38,12 @@ def _installed(name: str, what: str, make_target: str) -> Path:
 def default_lm_dir() -> Path:
     """The folder of the embedded general-English model, the default of `lstmtext generate`:
     a new user's first seed is English of any kind, not a play (`--model shakespeare` is)."""
-    return _installed(ENGLISH, "general-English model", MAKE_TARGETS[ENGLISH])
+    return _installed(ENGLISH, "general-English model")
 
 
 def default_classifier_dir() -> Path:
     """The folder of the embedded sentiment classifier, the default of `lstmtext classify`."""
-    return _installed(SENTIMENT, "sentiment model", "pretrained-sentiment")
+    return _installed(SENTIMENT, "sentiment model")
 
 
 def resolve_model(value: str | Path) -> Path:
@@ -53,7 +53,7 @@ def resolve_model(value: str | Path) -> Path:
     name = str(value)
     if path.exists() or name not in MAKE_TARGETS:
         return path
-    return _installed(name, f"model {name!r}", MAKE_TARGETS[name])
+    return _installed(name, f"model {name!r}")
 
 
 def embedded_name(path: Path) -> str | None:
