@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lstmtext.cli.options import model_folder
+from lstmtext.cli.options import LanguageModelOption
 from lstmtext.cli.untrusted import escaped, json_line
 from lstmtext.data.reading import read_input
 from lstmtext.data.sources import source_files
@@ -125,15 +125,7 @@ def copies(
             "--corpus", "-c", help="Training text: a file, a folder of .txt, a corpus name; repeatable."
         ),
     ],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            "-m",
-            parser=model_folder,
-            help="Checkpoint directory or embedded model name (default: the one generate uses).",
-        ),
-    ] = None,
+    model: LanguageModelOption = None,
     samples: Annotated[int, typer.Option(min=1, help="Samples to generate.", rich_help_panel=SAMPLING)] = 10,
     length: Annotated[int, typer.Option(min=1, help="Tokens per sample.", rich_help_panel=SAMPLING)] = 500,
     seed: Annotated[

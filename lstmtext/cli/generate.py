@@ -8,13 +8,12 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Annotated, NoReturn
 
 import torch
 import typer
 
-from lstmtext.cli.options import MAX_THREADS, model_folder
+from lstmtext.cli.options import MAX_THREADS, LanguageModelOption
 from lstmtext.config import StepPrecision
 from lstmtext.core.model import LanguageModel
 from lstmtext.data.tokenizer import TextTokenizer
@@ -151,15 +150,7 @@ def _interactive(session: Session, tokenizer: TextTokenizer, seed: str) -> None:
 
 
 def generate(
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            "-m",
-            parser=model_folder,
-            help="Checkpoint directory or embedded model (default: english; also shakespeare).",
-        ),
-    ] = None,
+    model: LanguageModelOption = None,
     seed: Annotated[
         str,
         typer.Option(

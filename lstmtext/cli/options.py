@@ -154,6 +154,18 @@ def model_folder(value: str | Path) -> Path:
     return resolve_model(value)
 
 
+# --model of the commands that sample from a language model (generate, copies).
+LanguageModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        "-m",
+        parser=model_folder,
+        help="Checkpoint directory or embedded model (default: english; also shakespeare).",
+    ),
+]
+
+
 def output_folder(value: str | Path) -> Path:
     """--out as given: an empty value (an unset shell variable in quotes) would become Path('.'),
     the current folder, so it is refused rather than written into or cleared."""
